@@ -1,0 +1,22 @@
+//! Pure logic shared by the Sluice filters. Nothing here depends on proxy-wasm, so all of it is
+//! unit-tested on the host and on `wasm32-wasip1`.
+//!
+//! - [`error`]: the OpenAI error envelope and the statuses Sluice answers with.
+//! - [`sse`]: incremental server-sent-events framing on bytes.
+//! - [`openai`]: the OpenAI chat-completions request model, validation, response builders.
+//! - [`backend`]: what a backend is (from host metadata) and how a request is planned for it.
+//! - [`openai_compat`], [`openai_anthropic`], [`openai_gemini`]: the translators.
+//! - [`stream`]: the OpenAI chunk writer shared by the streaming translators.
+//! - [`metadata`]: decoding Envoy's serialized host metadata.
+
+pub mod backend;
+pub mod error;
+pub mod metadata;
+pub mod openai;
+pub mod openai_anthropic;
+pub mod openai_compat;
+pub mod openai_gemini;
+pub mod sse;
+pub mod stream;
+
+pub use error::GatewayError;

@@ -1,0 +1,767 @@
+//! OpenAI chat completions <-> Anthropic Messages, JSON and SSE.
+
+use crate::backend::ResponsePlan;
+use crate::error::GatewayError;
+use crate::openai::{
+    image_source, ChatRequest, Choice, Completion, Content, ContentPart, ImageSource, Message,
+    ResponseFormat, ToolChoice, Usage,
+};
+use crate::sse::{SseEvent, SseParser};
+use crate::stream::{broken_event, cut_short, ChunkWriter, StreamTranslator};
+use serde_json::{json, Map, Value};
+
+const PROVIDER: &str = "anthropic";
+/// Instruction added for `response_format: json_object` (Anthropic has no JSON mode).
+const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object and nothing else.";
+
+/// Thinking budget for an OpenAI `reasoning_effort`.
+fn thinking_budget(effort: &str) -> Result<Option<u64>, GatewayError> {
+    match effort {
+        "none" => Ok(None),
+        "minimal" | "low" => Ok(Some(1024)),
+        "medium" => Ok(Some(4096)),
+        "high" => Ok(Some(16384)),
+        other => Err(GatewayError::invalid_param(
+            "reasoning_effort",
+            format!("'reasoning_effort' must be one of none, minimal, low, medium, high; got '{other}'"),
+        )),
+    }
+}
+
+struct Turns {
+    turns: Vec<(&'static str, Vec<Value>)>,
+}
+
+impl Turns {
+    /// Appends a block, merging consecutive blocks of one role into one turn (Anthropic wants
+    /// strictly alternating user and assistant turns).
+    fn push(&mut self, role: &'static str, block: Value) {
+        match self.turns.last_mut() {
+            Some((r, blocks)) if *r == role => blocks.push(block),
+            _ => self.turns.push((role, vec![block])),
+        }
+    }
+}
+
+fn text_block(text: &str) -> Value {
+    json!({"type": "text", "text": text})
+}
+
+fn user_blocks(content: &Content, param: &str) -> Result<Vec<Value>, GatewayError> {
+    match content {
+        Content::Text(s) => Ok(if s.is_empty() { vec![] } else { vec![text_block(s)] }),
+        Content::Parts(parts) => {
+            let mut out = Vec::with_capacity(parts.len());
+            for (i, p) in parts.iter().enumerate() {
+                let param = format!("{param}[{i}]");
+                match p {
+                    ContentPart::Text { text } | ContentPart::Refusal { refusal: text } => {
+                        if !text.is_empty() {
+                            out.push(text_block(text));
+                        }
+                    }
+                    ContentPart::ImageUrl { image_url } => {
+                        let source = match image_source(&image_url.url, &param)? {
+                            ImageSource::Base64 { media_type, data } => {
+                                json!({"type": "base64", "media_type": media_type, "data": data})
+                            }
+                            ImageSource::Url(url) => json!({"type": "url", "url": url}),
+                        };
+                        out.push(json!({"type": "image", "source": source}));
+                    }
+                    ContentPart::InputAudio { .. } | ContentPart::File { .. } => {
+                        return Err(GatewayError::invalid_param(
+                            &param,
+                            "audio and file content parts are not supported by the anthropic backend",
+                        ))
+                    }
+                }
+            }
+            Ok(out)
+        }
+    }
+}
+
+/// Builds the Anthropic request. Returns it and, in json_schema mode, the name of the tool
+/// whose input is the answer.
+pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Result<(Value, Option<String>), GatewayError> {
+    req.refuse_unsupported(PROVIDER, false)?;
+    let mut system: Vec<Value> = Vec::new();
+    let mut turns = Turns { turns: Vec::new() };
+    for (i, m) in req.messages.iter().enumerate() {
+        let param = format!("messages[{i}].content");
+        match m {
+            Message::System { content, .. } | Message::Developer { content, .. } => {
+                for b in user_blocks(content, &param)? {
+                    if b["type"] != "text" {
+                        return Err(GatewayError::invalid_param(&param, "system messages may only contain text"));
+                    }
+                    system.push(b);
+                }
+            }
+            Message::User { content, .. } => {
+                for b in user_blocks(content, &param)? {
+                    turns.push("user", b);
+                }
+            }
+            Message::Assistant { content, tool_calls, refusal, .. } => {
+                let mut any = false;
+                if let Some(c) = content {
+                    for b in user_blocks(c, &param)? {
+                        if b["type"] != "text" {
+                            return Err(GatewayError::invalid_param(&param, "assistant messages may only contain text"));
+                        }
+                        turns.push("assistant", b);
+                        any = true;
+                    }
+                }
+                if let (false, Some(r)) = (any, refusal) {
+                    if !r.is_empty() {
+                        turns.push("assistant", text_block(r));
+                    }
+                }
+                for (j, call) in tool_calls.iter().flatten().enumerate() {
+                    let input = parse_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}].function.arguments"))?;
+                    turns.push(
+                        "assistant",
+                        json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}),
+                    );
+                }
+            }
+            Message::Tool { content, tool_call_id } => {
+                let content = match content {
+                    Content::Text(s) => Value::String(s.clone()),
+                    Content::Parts(_) => Value::Array(user_blocks(content, &param)?),
+                };
+                turns.push("user", json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content}));
+            }
+        }
+    }
+    if turns.turns.is_empty() {
+        return Err(GatewayError::invalid_param(
+            "messages",
+            "the anthropic backend needs at least one user or assistant message besides system messages",
+        ));
+    }
+    let mut messages = Vec::with_capacity(turns.turns.len());
+    for (role, mut blocks) in turns.turns {
+        // tool_result blocks must come first in their user turn.
+        blocks.sort_by_key(|b| b["type"] != "tool_result");
+        messages.push(json!({"role": role, "content": blocks}));
+    }
+
+    let mut out = Map::new();
+    out.insert("model".into(), json!(model));
+    out.insert("messages".into(), Value::Array(messages));
+    let mut max_tokens = req.max_output_tokens().unwrap_or(max_tokens_default);
+    let budget = match &req.reasoning_effort {
+        Some(e) => thinking_budget(e)?,
+        None => None,
+    };
+    if let Some(b) = budget {
+        // Thinking counts against max_tokens, which must stay above the budget.
+        if max_tokens <= b {
+            max_tokens = max_tokens.saturating_add(b);
+        }
+        out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": b}));
+    } else if let Some(t @ Value::Object(_)) = req.extra.get("thinking") {
+        out.insert("thinking".into(), t.clone());
+    }
+    let thinking = out.contains_key("thinking");
+    out.insert("max_tokens".into(), json!(max_tokens));
+    if !thinking {
+        // Anthropic refuses sampling parameters together with extended thinking.
+        if let Some(t) = req.temperature {
+            out.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = req.top_p {
+            out.insert("top_p".into(), json!(p));
+        }
+        if let Some(k @ Value::Number(_)) = req.extra.get("top_k") {
+            out.insert("top_k".into(), k.clone());
+        }
+    }
+    if let Some(stop) = &req.stop {
+        out.insert("stop_sequences".into(), json!(stop.to_vec()));
+    }
+    if let Some(u) = &req.user {
+        out.insert("metadata".into(), json!({"user_id": u}));
+    }
+    if req.is_stream() {
+        out.insert("stream".into(), json!(true));
+    }
+
+    let mut tools: Vec<Value> = req
+        .function_tools(PROVIDER)?
+        .into_iter()
+        .map(|f| {
+            let mut t = json!({
+                "name": f.name,
+                "input_schema": f.parameters.clone().unwrap_or_else(|| json!({"type": "object", "properties": {}})),
+            });
+            if let (Some(d), Some(o)) = (&f.description, t.as_object_mut()) {
+                o.insert("description".into(), json!(d));
+            }
+            t
+        })
+        .collect();
+    let mut tool_choice = match (&req.tool_choice, tools.is_empty()) {
+        (_, true) => None,
+        (None | Some(ToolChoice::Auto), _) => Some(json!({"type": "auto"})),
+        (Some(ToolChoice::None), _) => Some(json!({"type": "none"})),
+        (Some(ToolChoice::Required), _) => Some(json!({"type": "any"})),
+        (Some(ToolChoice::Function(name)), _) => Some(json!({"type": "tool", "name": name})),
+    };
+
+    let mut json_tool = None;
+    match &req.response_format {
+        None | Some(ResponseFormat::Text) => {}
+        Some(ResponseFormat::JsonObject) => system.push(text_block(JSON_OBJECT_INSTRUCTION)),
+        Some(ResponseFormat::JsonSchema { json_schema }) => {
+            if !tools.is_empty() {
+                return Err(GatewayError::invalid_param(
+                    "response_format",
+                    "the anthropic backend cannot combine response_format json_schema with tools",
+                ));
+            }
+            let schema = json_schema.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+            if schema.get("type").and_then(Value::as_str) != Some("object") {
+                return Err(GatewayError::invalid_param(
+                    "response_format.json_schema.schema",
+                    "the anthropic backend needs a json_schema whose root is an object",
+                ));
+            }
+            let name = json_schema.name.clone();
+            let mut t = json!({"name": name, "input_schema": schema});
+            if let (Some(d), Some(o)) = (&json_schema.description, t.as_object_mut()) {
+                o.insert("description".into(), json!(d));
+            }
+            tools.push(t);
+            tool_choice = Some(json!({"type": "tool", "name": name}));
+            json_tool = Some(name);
+        }
+    }
+    if req.parallel_tool_calls == Some(false) {
+        if let Some(Value::Object(tc)) = tool_choice.as_mut() {
+            if tc.get("type").and_then(Value::as_str) != Some("none") {
+                tc.insert("disable_parallel_tool_use".into(), json!(true));
+            }
+        }
+    }
+    if !tools.is_empty() {
+        out.insert("tools".into(), Value::Array(tools));
+    }
+    if let Some(tc) = tool_choice {
+        out.insert("tool_choice".into(), tc);
+    }
+    if !system.is_empty() {
+        out.insert("system".into(), Value::Array(system));
+    }
+    Ok((Value::Object(out), json_tool))
+}
+
+fn parse_arguments(args: &str, param: &str) -> Result<Value, GatewayError> {
+    if args.trim().is_empty() {
+        return Ok(json!({}));
+    }
+    match serde_json::from_str::<Value>(args) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(GatewayError::invalid_param(param, "tool call arguments must be a JSON object")),
+        Err(e) => Err(GatewayError::invalid_param(param, format!("tool call arguments are not valid JSON: {e}"))),
+    }
+}
+
+fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> &'static str {
+    match stop_reason {
+        Some("max_tokens") | Some("model_context_window_exceeded") => "length",
+        Some("tool_use") if !json_mode => "tool_calls",
+        Some("refusal") => "content_filter",
+        _ => "stop",
+    }
+}
+
+fn read_usage(u: &Value, usage: &mut Usage) {
+    let get = |k: &str| u.get(k).and_then(Value::as_u64);
+    // In a stream, message_delta repeats only what changed: keep what is known.
+    let input = get("input_tokens");
+    let read = get("cache_read_input_tokens");
+    let created = get("cache_creation_input_tokens");
+    if input.is_some() || read.is_some() || created.is_some() {
+        let read = read.or(usage.cached_tokens).unwrap_or(0);
+        usage.prompt_tokens = input.unwrap_or(0).saturating_add(read).saturating_add(created.unwrap_or(0));
+        usage.cached_tokens = Some(read);
+    }
+    if let Some(o) = get("output_tokens") {
+        usage.completion_tokens = o;
+    }
+}
+
+pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8>, GatewayError> {
+    let bad = || GatewayError::bad_upstream("The anthropic backend answered with a body that is not an Anthropic message.");
+    let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
+    let blocks = v.get("content").and_then(Value::as_array).ok_or_else(bad)?;
+    let json_mode = plan.json_tool.is_some();
+    let mut text = String::new();
+    let mut reasoning: Option<String> = None;
+    let mut calls = Vec::new();
+    for b in blocks {
+        match b.get("type").and_then(Value::as_str) {
+            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
+            Some("thinking") => reasoning
+                .get_or_insert_with(String::new)
+                .push_str(b.get("thinking").and_then(Value::as_str).unwrap_or_default()),
+            Some("tool_use") => {
+                let name = b.get("name").and_then(Value::as_str).unwrap_or_default();
+                let input = serde_json::to_string(b.get("input").unwrap_or(&json!({}))).unwrap_or_default();
+                if plan.json_tool.as_deref() == Some(name) {
+                    text.push_str(&input);
+                } else {
+                    let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+                    calls.push((id.to_string(), name.to_string(), input));
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut usage = Usage::default();
+    if let Some(u) = v.get("usage") {
+        read_usage(u, &mut usage);
+    }
+    let stop = v.get("stop_reason").and_then(Value::as_str);
+    let choice = Choice {
+        content: if text.is_empty() && !calls.is_empty() { None } else { Some(text) },
+        reasoning,
+        tool_calls: calls,
+        finish_reason: Some(finish_reason(stop, json_mode)),
+    };
+    let id = format!("chatcmpl-{}", v.get("id").and_then(Value::as_str).unwrap_or("anthropic"));
+    let model = v.get("model").and_then(Value::as_str).unwrap_or(&plan.client_model);
+    let c = Completion { id: &id, model, created, choices: vec![choice], usage: Some(usage) };
+    serde_json::to_vec(&c.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
+}
+
+/// Status for an Anthropic error type met inside a stream.
+fn error_status(kind: &str) -> u16 {
+    match kind {
+        "invalid_request_error" => 400,
+        "authentication_error" => 401,
+        "permission_error" => 403,
+        "not_found_error" => 404,
+        "request_too_large" => 413,
+        "rate_limit_error" => 429,
+        "overloaded_error" => 529,
+        _ => 500,
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Block {
+    Text,
+    Thinking,
+    Tool(u32),
+    Json,
+    Other,
+}
+
+/// Anthropic SSE -> OpenAI chunks.
+pub struct Stream {
+    parser: SseParser,
+    w: ChunkWriter,
+    json_tool: Option<String>,
+    started: bool,
+    blocks: Vec<(u64, Block)>,
+    next_call: u32,
+    usage: Usage,
+    stop_reason: Option<String>,
+}
+
+impl Stream {
+    pub fn new(plan: &ResponsePlan, created: u64) -> Self {
+        Stream {
+            parser: SseParser::default(),
+            w: ChunkWriter::new("chatcmpl-anthropic".into(), plan.client_model.clone(), created),
+            json_tool: plan.json_tool.clone(),
+            started: false,
+            blocks: Vec::new(),
+            next_call: 0,
+            usage: Usage::default(),
+            stop_reason: None,
+        }
+    }
+
+    fn block(&self, index: u64) -> Block {
+        self.blocks.iter().find(|(i, _)| *i == index).map(|(_, b)| *b).unwrap_or(Block::Other)
+    }
+
+    fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
+        let v: Value = serde_json::from_str(&ev.data).map_err(|e| broken_event(PROVIDER, e))?;
+        let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
+        if !self.started && !matches!(kind, "message_start" | "ping" | "error") {
+            return Err(broken_event(PROVIDER, format!("'{kind}' before message_start")));
+        }
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match kind {
+            "message_start" => {
+                let m = v.get("message").ok_or_else(|| broken_event(PROVIDER, "message_start without message"))?;
+                if let Some(id) = m.get("id").and_then(Value::as_str) {
+                    self.w.id = format!("chatcmpl-{id}");
+                }
+                if let Some(model) = m.get("model").and_then(Value::as_str) {
+                    self.w.model = model.to_string();
+                }
+                if let Some(u) = m.get("usage") {
+                    read_usage(u, &mut self.usage);
+                }
+                self.started = true;
+                // The role goes out at once: the client's first byte does not wait for text.
+                self.w.delta(out, 0, Map::new());
+            }
+            "content_block_start" => {
+                let b = v.get("content_block").unwrap_or(&Value::Null);
+                let block = match b.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        if let Some(t) = b.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            self.w.content(out, 0, t);
+                        }
+                        Block::Text
+                    }
+                    Some("thinking") => Block::Thinking,
+                    Some("tool_use") => {
+                        let name = b.get("name").and_then(Value::as_str).unwrap_or_default();
+                        if self.json_tool.as_deref() == Some(name) {
+                            Block::Json
+                        } else {
+                            let id = b.get("id").and_then(Value::as_str).unwrap_or_default();
+                            let call = self.next_call;
+                            self.next_call += 1;
+                            self.w.tool_call(out, 0, call, Some((id, name)), "");
+                            Block::Tool(call)
+                        }
+                    }
+                    _ => Block::Other,
+                };
+                self.blocks.push((index, block));
+            }
+            "content_block_delta" => {
+                let d = v.get("delta").unwrap_or(&Value::Null);
+                let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
+                match (d.get("type").and_then(Value::as_str), self.block(index)) {
+                    (Some("text_delta"), _) if !s("text").is_empty() => self.w.content(out, 0, s("text")),
+                    (Some("thinking_delta"), _) if !s("thinking").is_empty() => self.w.reasoning(out, 0, s("thinking")),
+                    (Some("input_json_delta"), Block::Tool(call)) if !s("partial_json").is_empty() => {
+                        self.w.tool_call(out, 0, call, None, s("partial_json"))
+                    }
+                    (Some("input_json_delta"), Block::Json) if !s("partial_json").is_empty() => {
+                        self.w.content(out, 0, s("partial_json"))
+                    }
+                    _ => {}
+                }
+            }
+            "message_delta" => {
+                if let Some(u) = v.get("usage") {
+                    read_usage(u, &mut self.usage);
+                }
+                if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
+                    self.stop_reason = Some(r.to_string());
+                    let reason = finish_reason(Some(r), self.json_tool.is_some());
+                    self.w.finish_reason(out, 0, reason);
+                }
+            }
+            "message_stop" => {
+                if self.stop_reason.is_none() {
+                    self.w.finish_reason(out, 0, "stop");
+                }
+                let usage = self.usage;
+                self.w.usage(out, &usage);
+                self.w.done(out);
+            }
+            "error" => {
+                let e = v.get("error").unwrap_or(&Value::Null);
+                let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
+                let msg = e.get("message").and_then(Value::as_str).unwrap_or("stream error");
+                return Err(GatewayError::from_status(error_status(kind), format!("{PROVIDER}: {msg}")));
+            }
+            _ => {} // ping, content_block_stop, and event types added later
+        }
+        Ok(())
+    }
+
+    fn events(&mut self, events: Result<Vec<SseEvent>, crate::sse::SseError>, out: &mut Vec<u8>) {
+        let result = events
+            .map_err(|e| broken_event(PROVIDER, e))
+            .and_then(|evs| evs.into_iter().try_for_each(|ev| if self.w.is_closed() { Ok(()) } else { self.event(ev, out) }));
+        if let Err(e) = result {
+            self.w.error(out, &e);
+        }
+    }
+}
+
+impl StreamTranslator for Stream {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.w.is_closed() {
+            let evs = self.parser.feed(chunk);
+            self.events(evs, &mut out);
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.w.is_closed() {
+            let evs = self.parser.finish();
+            self.events(evs, &mut out);
+        }
+        if !self.w.is_closed() {
+            self.w.error(&mut out, &cut_short(PROVIDER));
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::ProviderKind;
+    use crate::openai::{parse_body, validate};
+    use crate::stream::{assemble, run_split};
+
+    fn req(body: Value) -> Result<(Value, Option<String>), GatewayError> {
+        let v = parse_body(body.to_string().as_bytes()).unwrap();
+        request(&validate(&v).unwrap(), "claude-x", 1000)
+    }
+
+    fn plan(json_tool: Option<&str>) -> ResponsePlan {
+        ResponsePlan {
+            provider: ProviderKind::Anthropic,
+            stream: true,
+            json_tool: json_tool.map(str::to_string),
+            client_model: "mock-claude".into(),
+        }
+    }
+
+    #[test]
+    fn systems_turns_tools_and_params() {
+        let (v, jt) = req(json!({
+            "model": "c", "max_completion_tokens": 50, "max_tokens": 9, "temperature": 0.5, "top_p": 0.9,
+            "stop": "END", "user": "u1", "parallel_tool_calls": false, "tool_choice": "required",
+            "tools": [{"type":"function","function":{"name":"get","description":"d","parameters":{"type":"object","properties":{"q":{"type":"string"}},"required":["q"]}}}],
+            "messages": [
+                {"role":"system","content":"one"},
+                {"role":"user","content":"hi"},
+                {"role":"developer","content":[{"type":"text","text":"two"}]},
+                {"role":"user","content":[{"type":"text","text":"look"},{"type":"image_url","image_url":{"url":"data:image/png;base64,iVBO"}},{"type":"image_url","image_url":{"url":"https://x/y.jpg"}}]},
+                {"role":"assistant","content":"","tool_calls":[{"id":"t1","type":"function","function":{"name":"get","arguments":"{\"q\":\"a\"}"}},{"id":"t2","type":"function","function":{"name":"get","arguments":""}}]},
+                {"role":"tool","tool_call_id":"t1","content":"r1"},
+                {"role":"tool","tool_call_id":"t2","content":"r2"},
+                {"role":"user","content":"thanks"}
+            ]
+        }))
+        .unwrap();
+        assert!(jt.is_none());
+        assert_eq!(v["system"], json!([{"type":"text","text":"one"},{"type":"text","text":"two"}]));
+        assert_eq!(v["max_tokens"], 50);
+        assert_eq!(v["model"], "claude-x");
+        assert_eq!(v["stop_sequences"], json!(["END"]));
+        assert_eq!(v["metadata"]["user_id"], "u1");
+        assert_eq!(v["tool_choice"], json!({"type":"any","disable_parallel_tool_use":true}));
+        assert_eq!(v["tools"][0]["input_schema"]["required"], json!(["q"]));
+        assert_eq!(v["tools"][0]["description"], "d");
+        let m = v["messages"].as_array().unwrap();
+        assert_eq!(m.len(), 3, "{m:#?}");
+        assert_eq!(m[0]["role"], "user");
+        assert_eq!(m[0]["content"].as_array().unwrap().len(), 4);
+        assert_eq!(m[0]["content"][2]["source"], json!({"type":"base64","media_type":"image/png","data":"iVBO"}));
+        assert_eq!(m[0]["content"][3]["source"], json!({"type":"url","url":"https://x/y.jpg"}));
+        assert_eq!(m[1]["content"], json!([
+            {"type":"tool_use","id":"t1","name":"get","input":{"q":"a"}},
+            {"type":"tool_use","id":"t2","name":"get","input":{}}]));
+        assert_eq!(m[2]["content"][0]["type"], "tool_result");
+        assert_eq!(m[2]["content"][1]["tool_use_id"], "t2");
+        assert_eq!(m[2]["content"][2], json!({"type":"text","text":"thanks"}));
+    }
+
+    #[test]
+    fn default_max_tokens_tool_choice_forms_and_refusals() {
+        let base = |extra: Value| {
+            let mut b = json!({"model":"c","messages":[{"role":"user","content":"x"}],
+                "tools":[{"type":"function","function":{"name":"f"}}]});
+            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            req(b)
+        };
+        let (v, _) = base(json!({})).unwrap();
+        assert_eq!(v["max_tokens"], 1000);
+        assert_eq!(v["tool_choice"], json!({"type":"auto"}));
+        assert_eq!(v["tools"][0]["input_schema"], json!({"type":"object","properties":{}}));
+        assert_eq!(base(json!({"tool_choice":"none"})).unwrap().0["tool_choice"], json!({"type":"none"}));
+        assert_eq!(
+            base(json!({"tool_choice":{"type":"function","function":{"name":"f"}}})).unwrap().0["tool_choice"],
+            json!({"type":"tool","name":"f"})
+        );
+        assert_eq!(base(json!({"n":2})).unwrap_err().param.as_deref(), Some("n"));
+        assert_eq!(base(json!({"logprobs":true})).unwrap_err().status, 400);
+        assert!(base(json!({"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}})).is_err());
+        let e = req(json!({"model":"c","messages":[{"role":"system","content":"only"}]})).unwrap_err();
+        assert_eq!(e.status, 400);
+        let e = req(json!({"model":"c","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{nope"}}]}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].tool_calls[0].function.arguments"));
+        let e = req(json!({"model":"c","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x"}}]}]})).unwrap_err();
+        assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
+    }
+
+    #[test]
+    fn json_modes_and_thinking() {
+        let (v, jt) = req(json!({"model":"c","messages":[{"role":"user","content":"x"}],
+            "response_format":{"type":"json_schema","json_schema":{"name":"person","schema":{"type":"object","properties":{"n":{"type":"string"}}}}}})).unwrap();
+        assert_eq!(jt.as_deref(), Some("person"));
+        assert_eq!(v["tool_choice"], json!({"type":"tool","name":"person"}));
+        let (v, _) = req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})).unwrap();
+        assert_eq!(v["system"][0]["text"], JSON_OBJECT_INSTRUCTION);
+        let (v, _) = req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","max_tokens":100,"temperature":0.2})).unwrap();
+        assert_eq!(v["thinking"], json!({"type":"enabled","budget_tokens":1024}));
+        assert_eq!(v["max_tokens"], 1124);
+        assert!(v.get("temperature").is_none());
+        assert_eq!(req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"})).unwrap_err().param.as_deref(), Some("reasoning_effort"));
+    }
+
+    #[test]
+    fn json_response() {
+        let body = json!({"id":"msg_1","type":"message","role":"assistant","model":"claude-x",
+            "content":[{"type":"thinking","thinking":"hmm","signature":"s"},{"type":"text","text":"Hi "},{"type":"text","text":"there"},
+                {"type":"tool_use","id":"toolu_1","name":"get","input":{"q":"a"}}],
+            "stop_reason":"tool_use","stop_sequence":null,
+            "usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":4,"cache_creation_input_tokens":2}});
+        let out: Value = serde_json::from_slice(&response(body.to_string().as_bytes(), &plan(None), 9).unwrap()).unwrap();
+        assert_eq!(out["id"], "chatcmpl-msg_1");
+        assert_eq!(out["object"], "chat.completion");
+        let c = &out["choices"][0];
+        assert_eq!(c["message"]["content"], "Hi there");
+        assert_eq!(c["message"]["reasoning_content"], "hmm");
+        assert_eq!(c["message"]["tool_calls"][0]["function"]["arguments"], "{\"q\":\"a\"}");
+        assert_eq!(c["finish_reason"], "tool_calls");
+        assert_eq!(out["usage"]["prompt_tokens"], 16);
+        assert_eq!(out["usage"]["completion_tokens"], 5);
+        assert_eq!(out["usage"]["total_tokens"], 21);
+        assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
+        for (sr, fr) in [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length")] {
+            let b = json!({"content":[{"type":"text","text":"x"}],"stop_reason":sr});
+            let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(None), 0).unwrap()).unwrap();
+            assert_eq!(out["choices"][0]["finish_reason"], fr);
+        }
+        let b = json!({"content":[{"type":"tool_use","id":"t","name":"person","input":{"n":"A"}}],"stop_reason":"tool_use"});
+        let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(Some("person")), 0).unwrap()).unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], "{\"n\":\"A\"}");
+        assert_eq!(out["choices"][0]["finish_reason"], "stop");
+        assert!(out["choices"][0]["message"].get("tool_calls").is_none());
+        assert_eq!(response(b"<html>", &plan(None), 0).unwrap_err().status, 502);
+        assert_eq!(response(b"{}", &plan(None), 0).unwrap_err().status, 502);
+    }
+
+    pub(crate) fn anthropic_stream() -> String {
+        let evs = [
+            ("message_start", json!({"type":"message_start","message":{"id":"msg_9","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":3}}})),
+            ("ping", json!({"type":"ping"})),
+            ("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"let me see"}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}})),
+            ("content_block_stop", json!({"type":"content_block_stop","index":0})),
+            ("content_block_start", json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Héllo 😀 "}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"wörld"}})),
+            ("content_block_stop", json!({"type":"content_block_stop","index":1})),
+            ("content_block_start", json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_a","name":"get","input":{}}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"q\": \"ü"}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"}"}})),
+            ("content_block_stop", json!({"type":"content_block_stop","index":2})),
+            ("content_block_start", json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_b","name":"put","input":{}}})),
+            ("content_block_delta", json!({"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{}"}})),
+            ("content_block_stop", json!({"type":"content_block_stop","index":3})),
+            ("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}})),
+            ("message_stop", json!({"type":"message_stop"})),
+        ];
+        evs.iter().map(|(e, d)| format!("event: {e}\r\ndata: {d}\r\n\r\n")).collect()
+    }
+
+    #[test]
+    fn stream_at_every_split_point() {
+        let s = anthropic_stream();
+        let b = s.as_bytes();
+        let expect = |ev: &[Value]| {
+            let a = assemble(ev);
+            assert_eq!(a.role.as_deref(), Some("assistant"));
+            assert_eq!(a.content, "Héllo 😀 wörld");
+            assert_eq!(a.reasoning, "let me see");
+            assert_eq!(a.tool_calls, vec![
+                ("toolu_a".into(), "get".into(), "{\"q\": \"ü\"}".into()),
+                ("toolu_b".into(), "put".into(), "{}".into()),
+            ]);
+            assert_eq!(a.finish.as_deref(), Some("tool_calls"));
+            let u = a.usage.unwrap();
+            assert_eq!((u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()), (Some(15), Some(42)));
+            assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 3);
+            assert!(a.done && a.error.is_none());
+            assert_eq!(a.chunks_after_usage, 0);
+        };
+        for cut in 0..=b.len() {
+            expect(&run_split(&mut Stream::new(&plan(None), 1), b, &[cut]));
+        }
+        // Pseudo-random multi-way splits, including inside multi-byte characters.
+        let mut seed: u64 = 0x9e3779b97f4a7c15;
+        for _ in 0..300 {
+            let mut cuts = Vec::new();
+            for _ in 0..12 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                cuts.push((seed % b.len() as u64) as usize);
+            }
+            cuts.sort();
+            expect(&run_split(&mut Stream::new(&plan(None), 1), b, &cuts));
+        }
+        let ev = run_split(&mut Stream::new(&plan(None), 1), b, &[]);
+        assert_eq!(ev[0]["id"], "chatcmpl-msg_9");
+        assert_eq!(ev[0]["model"], "claude-x");
+    }
+
+    #[test]
+    fn stream_cut_or_error_ends_with_error_event() {
+        let s = anthropic_stream();
+        let cut = s.find("event: message_delta").unwrap();
+        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), &s.as_bytes()[..cut], &[]));
+        assert!(!a.done);
+        assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
+
+        let mut s2 = s[..cut].to_string();
+        s2.push_str("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
+        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), s2.as_bytes(), &[]));
+        let e = a.error.unwrap();
+        assert_eq!(e["code"], "upstream_overloaded");
+        assert!(e["message"].as_str().unwrap().contains("Overloaded"));
+        assert!(!a.done);
+
+        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), b"data: {not json\n\n", &[]));
+        assert_eq!(a.error.unwrap()["code"], "bad_upstream_response");
+        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), b"", &[]));
+        assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
+    }
+
+    #[test]
+    fn stream_json_schema_mode_streams_content() {
+        let s = [
+            json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":1}}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"person","input":{}}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"n\":"}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"\"A\"}"}}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"output_tokens":3}}),
+            json!({"type":"message_stop"}),
+        ]
+        .iter()
+        .map(|d| format!("data: {d}\n\n"))
+        .collect::<String>();
+        let a = assemble(&run_split(&mut Stream::new(&plan(Some("person")), 1), s.as_bytes(), &[]));
+        assert_eq!(a.content, "{\"n\":\"A\"}");
+        assert!(a.tool_calls.is_empty());
+        assert_eq!(a.finish.as_deref(), Some("stop"));
+    }
+}
