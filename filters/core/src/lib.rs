@@ -12,6 +12,7 @@
 pub mod backend;
 pub mod error;
 pub mod metadata;
+pub mod models;
 pub mod openai;
 pub mod openai_anthropic;
 pub mod openai_compat;

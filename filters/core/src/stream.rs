@@ -180,7 +180,14 @@ impl UsageStripper {
         let mut out = Vec::new();
         for ev in events {
             let data = ev.data;
-            if !data.contains("\"usage\"") || data.contains("\"usage\":null") {
+            if data.contains("\"usage\":null") {
+                // A quote inside a JSON string is always escaped, so this text can only be the
+                // chunk's own field: removing it textually is exact and avoids a parse.
+                let data = data.replace(",\"usage\":null", "").replace("\"usage\":null,", "");
+                write_event_as_is(&mut out, ev.event.as_deref(), &data);
+                continue;
+            }
+            if !data.contains("\"usage\"") {
                 write_event_as_is(&mut out, ev.event.as_deref(), &data);
                 continue;
             }
@@ -343,7 +350,7 @@ mod tests {
             out.extend(s.feed(&input[cut..]));
             out.extend(s.finish());
             let text = String::from_utf8(out).unwrap();
-            assert!(!text.contains("prompt_tokens"), "{text}");
+            assert!(!text.contains("prompt_tokens") && !text.contains("usage"), "{text}");
             assert!(text.contains("\"content\":\"x\""));
             assert!(text.ends_with("data: [DONE]\n\n"));
         }

@@ -1,0 +1,121 @@
+//! sluice-translate: one filter, two roles, chosen by the plugin configuration.
+//!
+//! - `{"role":"route", ...}` in the listener's HTTP filter chain: validates the body, answers
+//!   `GET /v1/models`, refuses unknown models (404) and oversized bodies (413), puts the model in
+//!   `x-sluice-model` so that Envoy routes on it, and makes streams ask for usage.
+//! - `{"role":"upstream"}` in a cluster's upstream filter chain: once per attempt, reads the
+//!   selected host's metadata (`filter_metadata.sluice`), rewrites path, headers and body for
+//!   that provider, and translates the answer (JSON or SSE) back to OpenAI's format.
+
+mod route;
+mod upstream;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+use serde::Deserialize;
+use sluice_core::models::ModelSet;
+use std::rc::Rc;
+
+pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "role", rename_all = "lowercase")]
+enum RawConfig {
+    Route(RawRouteConfig),
+    Upstream(RawUpstreamConfig),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRouteConfig {
+    /// Model names and globs this gateway serves (others get 404 model_not_found).
+    models: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+    /// Remove the usage chunk from streams whose client did not ask for it (Sluice always asks
+    /// upstream). A filter that reads usage further down the response path turns this off and
+    /// strips after reading.
+    #[serde(default = "yes")]
+    strip_unrequested_usage: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUpstreamConfig {}
+
+fn default_max_body() -> usize {
+    DEFAULT_MAX_BODY_BYTES
+}
+
+fn yes() -> bool {
+    true
+}
+
+pub struct RouteConfig {
+    pub models: ModelSet,
+    pub max_body_bytes: usize,
+    pub strip_unrequested_usage: bool,
+}
+
+enum Config {
+    Route(Rc<RouteConfig>),
+    Upstream,
+}
+
+fn parse_config(bytes: &[u8]) -> Result<Config, String> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let raw: RawConfig = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        format!("field '{path}': {}", e.into_inner())
+    })?;
+    Ok(match raw {
+        RawConfig::Route(r) => Config::Route(Rc::new(RouteConfig {
+            models: ModelSet::new(r.models),
+            max_body_bytes: r.max_body_bytes,
+            strip_unrequested_usage: r.strip_unrequested_usage,
+        })),
+        RawConfig::Upstream(RawUpstreamConfig {}) => Config::Upstream,
+    })
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
+}}
+
+struct Root {
+    config: Option<Config>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = proxy_wasm::hostcalls::get_buffer(proxy_wasm::types::BufferType::PluginConfiguration, 0, usize::MAX)
+            .ok()
+            .flatten()
+            .unwrap_or_default();
+        match parse_config(&raw) {
+            Ok(c) => {
+                self.config = Some(c);
+                true
+            }
+            Err(e) => {
+                sluice_host::log(LogLevel::Error, &format!("sluice-translate: configuration refused: {e}"));
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        match &self.config {
+            Some(Config::Route(c)) => Some(Box::new(route::Route::new(Rc::clone(c)))),
+            Some(Config::Upstream) => Some(Box::new(upstream::Upstream::default())),
+            None => None,
+        }
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}

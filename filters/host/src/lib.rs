@@ -1,0 +1,92 @@
+//! The host calls the Sluice filters use, wrapped so that a host error never panics (the
+//! proxy-wasm SDK's trait methods `unwrap` every host result; a panic traps the VM for every
+//! request on that worker). A failed call is logged and treated as "absent" or "not done".
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use sluice_core::GatewayError;
+use std::time::UNIX_EPOCH;
+
+pub use proxy_wasm::types::{BufferType as Buffer, MapType as Map};
+
+pub fn log(level: LogLevel, msg: &str) {
+    let _ = hostcalls::log(level, msg);
+}
+
+fn warn_failed(what: &str) {
+    log(LogLevel::Warn, &format!("sluice: host call failed: {what}"));
+}
+
+pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
+    hostcalls::get_map_value_bytes(map, name).ok().flatten()
+}
+
+/// A header as text; a value that is not UTF-8 reads as absent.
+pub fn header_str(map: MapType, name: &str) -> Option<String> {
+    header(map, name).and_then(|b| String::from_utf8(b).ok())
+}
+
+pub fn headers(map: MapType) -> Vec<(String, Vec<u8>)> {
+    hostcalls::get_map_bytes(map).unwrap_or_default()
+}
+
+pub fn set_header(map: MapType, name: &str, value: Option<&str>) {
+    if hostcalls::set_map_value(map, name, value).is_err() {
+        warn_failed("set header");
+    }
+}
+
+pub fn remove_header(map: MapType, name: &str) {
+    let _ = hostcalls::remove_map_value(map, name);
+}
+
+/// Removes every header whose lower-case name starts with `prefix`.
+pub fn remove_headers_with_prefix(map: MapType, prefix: &str) {
+    for (name, _) in headers(map) {
+        if name.to_ascii_lowercase().starts_with(prefix) {
+            remove_header(map, &name);
+        }
+    }
+}
+
+pub fn body(buf: BufferType, start: usize, size: usize) -> Vec<u8> {
+    hostcalls::get_buffer(buf, start, size).ok().flatten().unwrap_or_default()
+}
+
+pub fn set_body(buf: BufferType, start: usize, size: usize, value: &[u8]) {
+    if hostcalls::set_buffer(buf, start, size, value).is_err() {
+        warn_failed("set body");
+    }
+}
+
+pub fn property(path: Vec<&str>) -> Option<Vec<u8>> {
+    hostcalls::get_property(path).ok().flatten()
+}
+
+pub fn now_secs() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+pub fn send(status: u16, headers: &[(&str, String)], body: &[u8]) {
+    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    if hostcalls::send_http_response(u32::from(status), h, Some(body)).is_err() {
+        warn_failed("send response");
+    }
+}
+
+/// Answers locally with an OpenAI error envelope.
+pub fn send_error(err: &GatewayError) {
+    send(err.status, &err.headers(), &err.body());
+}
+
+pub fn map_request() -> MapType {
+    MapType::HttpRequestHeaders
+}
+
+pub fn map_response() -> MapType {
+    MapType::HttpResponseHeaders
+}

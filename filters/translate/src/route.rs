@@ -1,0 +1,135 @@
+//! Route role: runs in the listener's HTTP filter chain, before the router.
+
+use crate::RouteConfig;
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::Action;
+use sluice_core::openai::{force_stream_usage, parse_body, validate};
+use sluice_core::stream::UsageStripper;
+use sluice_core::GatewayError;
+use sluice_host::{self as host, Buffer};
+use std::rc::Rc;
+
+pub const MODEL_HEADER: &str = "x-sluice-model";
+
+pub struct Route {
+    config: Rc<RouteConfig>,
+    /// The request is a chat completion whose body is being read.
+    chat: bool,
+    /// Set when the client streams without asking for usage and the usage must be removed.
+    strip: Option<UsageStripper>,
+    strip_pending: bool,
+}
+
+impl Route {
+    pub fn new(config: Rc<RouteConfig>) -> Self {
+        Route { config, chat: false, strip: None, strip_pending: false }
+    }
+
+    fn refuse(&self, err: &GatewayError) -> Action {
+        host::send_error(err);
+        Action::Pause
+    }
+}
+
+impl Context for Route {}
+
+impl HttpContext for Route {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let req = host::map_request();
+        // Internal signals come from Sluice only.
+        host::remove_headers_with_prefix(req, "x-sluice-");
+        let method = host::header_str(req, ":method").unwrap_or_default();
+        let full_path = host::header_str(req, ":path").unwrap_or_default();
+        let path = full_path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        match (method.as_str(), path) {
+            ("POST", "/v1/chat/completions") => {
+                if end_of_stream {
+                    return self.refuse(&GatewayError::invalid_request(
+                        "The request body is empty: expected a JSON object with 'model' and 'messages'.",
+                    ));
+                }
+                self.chat = true;
+                host::remove_header(req, "content-length");
+                Action::Pause
+            }
+            ("GET", "/v1/models") => {
+                let body = self.config.models.list(host::now_secs());
+                host::send(200, &[("content-type", "application/json".into())], body.to_string().as_bytes());
+                Action::Pause
+            }
+            ("GET", p) if p.starts_with("/v1/models/") => {
+                let id = p.trim_start_matches("/v1/models/");
+                match self.config.models.retrieve(id, host::now_secs()) {
+                    Some(m) => {
+                        host::send(200, &[("content-type", "application/json".into())], m.to_string().as_bytes());
+                        Action::Pause
+                    }
+                    None => self.refuse(&GatewayError::model_not_found(id)),
+                }
+            }
+            _ => self.refuse(&GatewayError::not_found_url(&method, path)),
+        }
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.chat {
+            return Action::Continue;
+        }
+        if body_size > self.config.max_body_bytes {
+            self.chat = false;
+            return self.refuse(&GatewayError::too_large(self.config.max_body_bytes));
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.chat = false;
+        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let mut value = match parse_body(&body) {
+            Ok(v) => v,
+            Err(e) => return self.refuse(&e),
+        };
+        let req = match validate(&value) {
+            Ok(r) => r,
+            Err(e) => return self.refuse(&e),
+        };
+        if !self.config.models.contains(&req.model) {
+            return self.refuse(&GatewayError::model_not_found(&req.model));
+        }
+        if req.is_stream() {
+            let asked = force_stream_usage(&mut value);
+            if !asked {
+                match serde_json::to_vec(&value) {
+                    Ok(b) => host::set_body(Buffer::HttpRequestBody, 0, body_size, &b),
+                    Err(_) => return self.refuse(&GatewayError::invalid_request("could not re-encode the body")),
+                }
+                self.strip_pending = self.config.strip_unrequested_usage;
+            }
+        }
+        host::set_header(host::map_request(), MODEL_HEADER, Some(&req.model));
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        if self.strip_pending {
+            let resp = host::map_response();
+            let sse = host::header_str(resp, "content-type").is_some_and(|c| c.starts_with("text/event-stream"));
+            if sse {
+                host::remove_header(resp, "content-length");
+                self.strip = Some(UsageStripper::default());
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(s) = self.strip.as_mut() {
+            let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+            let mut out = s.feed(&chunk);
+            if end_of_stream {
+                out.extend(s.finish());
+            }
+            host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+        }
+        Action::Continue
+    }
+}

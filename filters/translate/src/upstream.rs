@@ -1,0 +1,184 @@
+//! Upstream role: runs once per attempt in the cluster's upstream filter chain.
+
+use proxy_wasm::traits::{Context, HttpContext};
+use proxy_wasm::types::{Action, LogLevel};
+use sluice_core::backend::{Backend, ResponsePlan};
+use sluice_core::metadata;
+use sluice_core::stream::StreamTranslator;
+use sluice_core::GatewayError;
+use sluice_host::{self as host, Buffer};
+
+/// Request headers the upstream filter owns: removed on every attempt (client credentials must
+/// never reach a provider; the credential injector adds the provider's own after this filter).
+const STRIPPED: &[&str] = &["accept-encoding", "content-length", "authorization", "x-api-key", "api-key", "x-goog-api-key"];
+
+enum Mode {
+    /// Not decided yet (request phase).
+    None,
+    /// A complete JSON answer, translated at end of stream.
+    Json,
+    /// An error answer, mapped to the OpenAI envelope at end of stream.
+    Error(u16, Option<String>),
+    Stream(Box<dyn StreamTranslator>),
+}
+
+pub struct Upstream {
+    backend: Option<Backend>,
+    plan: Option<ResponsePlan>,
+    mode: Mode,
+    reading_body: bool,
+}
+
+impl Default for Upstream {
+    fn default() -> Self {
+        Upstream { backend: None, plan: None, mode: Mode::None, reading_body: false }
+    }
+}
+
+fn load_backend() -> Result<Backend, String> {
+    let md = host::property(vec!["xds", "upstream_host_metadata"]).ok_or("the upstream host has no metadata")?;
+    let v = metadata::filter_metadata(&md, "sluice").ok_or("the upstream host has no filter_metadata.sluice")?;
+    Backend::from_json(&v).map_err(|e| format!("filter_metadata.sluice.{e}"))
+}
+
+impl Upstream {
+    fn refuse(&self, err: &GatewayError) -> Action {
+        host::send_error(err);
+        Action::Pause
+    }
+}
+
+impl Context for Upstream {}
+
+impl HttpContext for Upstream {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let req = host::map_request();
+        let backend = match load_backend() {
+            Ok(b) => b,
+            Err(e) => {
+                host::log(LogLevel::Error, &format!("sluice-translate(upstream): {e}"));
+                return self.refuse(&GatewayError::new(500, "server_error", "The gateway's upstream configuration is invalid.").with_code("gateway_misconfigured"));
+            }
+        };
+        for h in STRIPPED {
+            host::remove_header(req, h);
+        }
+        host::remove_headers_with_prefix(req, "x-sluice-");
+        if let Some(a) = &backend.authority {
+            host::set_header(req, ":authority", Some(a));
+        }
+        self.backend = Some(backend);
+        if end_of_stream {
+            return self.refuse(&GatewayError::invalid_request("The request body is empty."));
+        }
+        self.reading_body = true;
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.reading_body {
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.reading_body = false;
+        let Some(backend) = &self.backend else { return Action::Continue };
+        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let plan = match backend.plan(&body) {
+            Ok(p) => p,
+            Err(e) => return self.refuse(&e),
+        };
+        let req = host::map_request();
+        host::set_header(req, ":path", Some(&plan.request.path));
+        for (k, v) in &plan.request.headers {
+            host::set_header(req, k, Some(v));
+        }
+        host::set_body(Buffer::HttpRequestBody, 0, body_size, &plan.request.body);
+        self.plan = Some(plan.response);
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let (Some(plan), Some(backend)) = (&self.plan, &self.backend) else { return Action::Continue };
+        let resp = host::map_response();
+        host::set_header(resp, "x-sluice-provider", Some(backend.display_name()));
+        let status: u16 = host::header_str(resp, ":status").and_then(|s| s.parse().ok()).unwrap_or(502);
+        if !(200..300).contains(&status) {
+            let retry_after = host::header_str(resp, "retry-after");
+            if end_of_stream {
+                let err = plan.map_error(status, b"", retry_after.as_deref());
+                set_error_headers(&err);
+                return Action::Continue;
+            }
+            self.mode = Mode::Error(status, retry_after);
+            host::remove_header(resp, "content-length");
+            return Action::Pause;
+        }
+        if plan.stream {
+            host::remove_header(resp, "content-length");
+            host::set_header(resp, "content-type", Some("text/event-stream"));
+            self.mode = Mode::Stream(plan.stream_translator(host::now_secs()));
+            return Action::Continue;
+        }
+        self.mode = Mode::Json;
+        host::remove_header(resp, "content-length");
+        if end_of_stream {
+            let err = GatewayError::bad_upstream("The backend answered with an empty body.");
+            set_error_headers(&err);
+            return Action::Continue;
+        }
+        Action::Pause
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        match &mut self.mode {
+            Mode::None => Action::Continue,
+            Mode::Stream(t) => {
+                let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let mut out = t.feed(&chunk);
+                if end_of_stream {
+                    out.extend(t.finish());
+                }
+                host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                Action::Continue
+            }
+            Mode::Json | Mode::Error(..) if !end_of_stream => Action::Pause,
+            Mode::Json => {
+                let Some(plan) = &self.plan else { return Action::Continue };
+                let body = host::body(Buffer::HttpResponseBody, 0, body_size);
+                match plan.translate_json(&body, host::now_secs()) {
+                    Ok(out) => {
+                        host::set_header(host::map_response(), "content-type", Some("application/json"));
+                        if !plan.is_passthrough() || out.len() != body.len() {
+                            host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                        }
+                    }
+                    Err(err) => {
+                        set_error_headers(&err);
+                        host::set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                    }
+                }
+                Action::Continue
+            }
+            Mode::Error(status, retry_after) => {
+                let Some(plan) = &self.plan else { return Action::Continue };
+                let body = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let err = plan.map_error(*status, &body, retry_after.as_deref());
+                set_error_headers(&err);
+                host::set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                Action::Continue
+            }
+        }
+    }
+}
+
+fn set_error_headers(err: &GatewayError) {
+    let resp = host::map_response();
+    host::set_header(resp, ":status", Some(&err.status.to_string()));
+    host::set_header(resp, "content-type", Some("application/json"));
+    host::remove_header(resp, "retry-after");
+    for (k, v) in err.headers() {
+        host::set_header(resp, k, Some(&v));
+    }
+}
