@@ -323,14 +323,17 @@ pub fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
             "The request body is empty: expected a JSON object with 'model' and 'messages'.",
         ));
     }
-    let v: Value = serde_json::from_slice(body).map_err(|e| {
-        if e.classify() == serde_json::error::Category::Data || e.to_string().contains("UTF-8") {
-            GatewayError::invalid_request(format!("The request body is not valid UTF-8 JSON: {e}"))
-        } else {
-            GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
-            ))
-        }
+    // Checked up front for a precise message; parsing from &str then skips a second check.
+    let text = std::str::from_utf8(body).map_err(|e| {
+        GatewayError::invalid_request(format!(
+            "The request body is not valid UTF-8 (invalid byte at offset {}).",
+            e.valid_up_to()
+        ))
+    })?;
+    let v: Value = serde_json::from_str(text).map_err(|e| {
+        GatewayError::invalid_request(format!(
+            "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
+        ))
     })?;
     if !v.is_object() {
         return Err(GatewayError::invalid_request(format!(
