@@ -45,6 +45,11 @@ impl Stream {
             }
             if ev.data == "[DONE]" {
                 self.done = true;
+            } else if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&ev.data) {
+                // Checked without building a tree: a scan, no allocation.
+                self.failed = true;
+                sse::write_data(out, &broken_event("openai", e).body());
+                return;
             } else if ev.data.starts_with("{\"error\"") {
                 self.failed = true;
             }
@@ -128,6 +133,14 @@ mod tests {
         let a = assemble(&ev);
         assert!(!a.done);
         assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
+    }
+
+    #[test]
+    fn broken_event_becomes_an_error_event() {
+        let input = "data: {\"object\":\"chat.completion.chunk\",\"choices\":[]}\n\ndata: {\"broken\n\ndata: [DONE]\n\n";
+        let a = assemble(&run_split(&mut Stream::new(), input.as_bytes(), &[]));
+        assert_eq!(a.error.unwrap()["code"], "bad_upstream_response");
+        assert!(!a.done);
     }
 
     #[test]
