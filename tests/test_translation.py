@@ -143,8 +143,10 @@ def test_tool_call_round_trip(post, model, stream):
     assert "sunny" in second.json()["choices"][0]["message"]["content"]
 
 
-@pytest.mark.parametrize("model", ["mock-claude", "mock-gemini"])
+@pytest.mark.parametrize("model", MODELS)
 def test_json_schema_response_format(post, model):
+    """Anthropic has no JSON mode: a forced tool whose input is the answer; Gemini gets
+    responseMimeType + responseJsonSchema; OpenAI passes through."""
     schema = {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}},
               "required": ["name", "age"], "additionalProperties": False}
     for stream in (False, True):
@@ -157,10 +159,8 @@ def test_json_schema_response_format(post, model):
         else:
             c = r.json()["choices"][0]
             content, finish, calls = c["message"]["content"], c["finish_reason"], c["message"].get("tool_calls") or []
-        if model == "mock-claude":
-            # Anthropic has no JSON mode: a forced tool whose input is the answer.
-            assert json.loads(content) == {"name": "mock", "age": 1}
-            assert finish == "stop" and calls == []
+        assert json.loads(content) == {"name": "mock", "age": 1}
+        assert finish == "stop" and calls == []
 
 
 @pytest.mark.parametrize("model,field", [("mock-claude", "reasoning_content"), ("mock-gemini", "reasoning_content")])

@@ -112,14 +112,21 @@ impl Backend {
     /// Builds this attempt's upstream request from the client's original body.
     pub fn plan(&self, body: &[u8]) -> Result<Plan, GatewayError> {
         let mut value = openai::parse_body(body)?;
-        let client_model = value.get("model").and_then(Value::as_str).unwrap_or_default().to_string();
+        let client_model = value
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
         let model = self.upstream_model(&client_model).to_string();
         let json = ("content-type", "application/json".to_string());
         match self.provider {
             ProviderKind::Openai | ProviderKind::Azure => {
                 let stream = value.get("stream").and_then(Value::as_bool) == Some(true);
                 let path = if self.provider == ProviderKind::Azure {
-                    let version = self.api_version.as_deref().unwrap_or(DEFAULT_AZURE_API_VERSION);
+                    let version = self
+                        .api_version
+                        .as_deref()
+                        .unwrap_or(DEFAULT_AZURE_API_VERSION);
                     format!(
                         "{}/{}/chat/completions?api-version={}",
                         self.base_path("/openai/deployments"),
@@ -131,15 +138,27 @@ impl Backend {
                 };
                 let body = openai_compat::request(&mut value, &model, &client_model)?;
                 Ok(Plan {
-                    request: UpstreamRequest { path, headers: vec![json], body },
-                    response: ResponsePlan { provider: self.provider, stream, json_tool: None, client_model },
+                    request: UpstreamRequest {
+                        path,
+                        headers: vec![json],
+                        body,
+                    },
+                    response: ResponsePlan {
+                        provider: self.provider,
+                        stream,
+                        json_tool: None,
+                        client_model,
+                    },
                 })
             }
             ProviderKind::Anthropic => {
                 let req = openai::validate(&value)?;
                 let max_default = self.max_tokens_default.unwrap_or(DEFAULT_MAX_TOKENS);
                 let (out, json_tool) = openai_anthropic::request(&req, &model, max_default)?;
-                let version = self.api_version.as_deref().unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+                let version = self
+                    .api_version
+                    .as_deref()
+                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
                 Ok(Plan {
                     request: UpstreamRequest {
                         path: format!("{}/messages", self.base_path("/v1")),
@@ -171,7 +190,12 @@ impl Backend {
 }
 
 fn plan_for(provider: ProviderKind, req: &ChatRequest, json_tool: Option<String>) -> ResponsePlan {
-    ResponsePlan { provider, stream: req.is_stream(), json_tool, client_model: req.model.clone() }
+    ResponsePlan {
+        provider,
+        stream: req.is_stream(),
+        json_tool,
+        client_model: req.model.clone(),
+    }
 }
 
 impl ResponsePlan {
@@ -205,7 +229,12 @@ impl ResponsePlan {
 
 /// The message of a provider error body, whatever its shape: `{"error":{"message"}}` (OpenAI,
 /// Anthropic, Gemini), `{"error":"..."}`, `{"message":"..."}` (vLLM), `{"detail":"..."}`.
-pub fn provider_error(provider: &str, status: u16, body: &[u8], retry_after: Option<&str>) -> GatewayError {
+pub fn provider_error(
+    provider: &str,
+    status: u16,
+    body: &[u8],
+    retry_after: Option<&str>,
+) -> GatewayError {
     let v: Option<Value> = serde_json::from_slice(body).ok();
     let msg = v.as_ref().and_then(|v| {
         v.pointer("/error/message")
@@ -223,7 +252,13 @@ pub fn provider_error(provider: &str, status: u16, body: &[u8], retry_after: Opt
         v.pointer("/error/details")?
             .as_array()?
             .iter()
-            .find_map(|d| d.get("retryDelay")?.as_str()?.trim_end_matches('s').parse::<f64>().ok())
+            .find_map(|d| {
+                d.get("retryDelay")?
+                    .as_str()?
+                    .trim_end_matches('s')
+                    .parse::<f64>()
+                    .ok()
+            })
     });
     if let Some(secs) = header.or(body_delay) {
         if secs.is_finite() && secs >= 0.0 {
@@ -254,25 +289,47 @@ mod tests {
     fn paths_per_provider() {
         let body = br#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
         let sbody = br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
-        let p = backend(json!({"provider":"openai","base_path":"/api/v1/"})).plan(body).unwrap();
-        assert_eq!(p.request.path, "/api/v1/chat/completions");
-        let p = backend(json!({"provider":"azure","models":{"m":"dep1"},"api_version":"2024-06-01"}))
+        let p = backend(json!({"provider":"openai","base_path":"/api/v1/"}))
             .plan(body)
             .unwrap();
-        assert_eq!(p.request.path, "/openai/deployments/dep1/chat/completions?api-version=2024-06-01");
+        assert_eq!(p.request.path, "/api/v1/chat/completions");
+        let p =
+            backend(json!({"provider":"azure","models":{"m":"dep1"},"api_version":"2024-06-01"}))
+                .plan(body)
+                .unwrap();
+        assert_eq!(
+            p.request.path,
+            "/openai/deployments/dep1/chat/completions?api-version=2024-06-01"
+        );
         let p = backend(json!({"provider":"anthropic"})).plan(body).unwrap();
         assert_eq!(p.request.path, "/v1/messages");
-        assert!(p.request.headers.contains(&("anthropic-version", "2023-06-01".into())));
-        let p = backend(json!({"provider":"gemini","models":{"*":"gemini-2.5-flash"}})).plan(body).unwrap();
-        assert_eq!(p.request.path, "/v1beta/models/gemini-2.5-flash:generateContent");
+        assert!(p
+            .request
+            .headers
+            .contains(&("anthropic-version", "2023-06-01".into())));
+        let p = backend(json!({"provider":"gemini","models":{"*":"gemini-2.5-flash"}}))
+            .plan(body)
+            .unwrap();
+        assert_eq!(
+            p.request.path,
+            "/v1beta/models/gemini-2.5-flash:generateContent"
+        );
         let p = backend(json!({"provider":"gemini"})).plan(sbody).unwrap();
-        assert_eq!(p.request.path, "/v1beta/models/m:streamGenerateContent?alt=sse");
+        assert_eq!(
+            p.request.path,
+            "/v1beta/models/m:streamGenerateContent?alt=sse"
+        );
         assert!(p.response.stream);
     }
 
     #[test]
     fn provider_errors_keep_message_and_retry_after() {
-        let e = provider_error("anthropic", 529, br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#, None);
+        let e = provider_error(
+            "anthropic",
+            529,
+            br#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+            None,
+        );
         assert_eq!(e.status, 503);
         assert!(e.message.contains("Overloaded"));
         let e = provider_error("gemini", 429, br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"31s"}]}}"#, None);
@@ -280,7 +337,12 @@ mod tests {
         let e = provider_error("openai", 429, b"not json", Some("2.5"));
         assert_eq!(e.retry_after, Some(3));
         assert!(e.message.contains("HTTP 429"));
-        let e = provider_error("openai", 400, br#"{"object":"error","message":"bad thing"}"#, None);
+        let e = provider_error(
+            "openai",
+            400,
+            br#"{"object":"error","message":"bad thing"}"#,
+            None,
+        );
         assert!(e.message.contains("bad thing"));
     }
 }

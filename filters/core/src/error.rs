@@ -152,7 +152,10 @@ mod tests {
     fn provider_statuses_map_like_openai() {
         assert_eq!(GatewayError::from_status(529, "x").status, 503);
         assert_eq!(GatewayError::from_status(401, "x").status, 502);
-        assert_eq!(GatewayError::from_status(429, "x").code.as_deref(), Some("rate_limit_exceeded"));
+        assert_eq!(
+            GatewayError::from_status(429, "x").code.as_deref(),
+            Some("rate_limit_exceeded")
+        );
         assert_eq!(GatewayError::from_status(500, "x").status, 502);
         assert_eq!(GatewayError::from_status(504, "x").status, 504);
         assert_eq!(GatewayError::from_status(409, "x").status, 409);

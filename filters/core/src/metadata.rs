@@ -103,7 +103,9 @@ fn decode_value(buf: &[u8]) -> Option<Value> {
                 if x.fract() == 0.0 && x.abs() < 9.0e15 {
                     Value::Number(Number::from(x as i64))
                 } else {
-                    Number::from_f64(x).map(Value::Number).unwrap_or(Value::Null)
+                    Number::from_f64(x)
+                        .map(Value::Number)
+                        .unwrap_or(Value::Null)
                 }
             }
             (3, Field::Bytes(b)) => Value::String(String::from_utf8(b.to_vec()).ok()?),

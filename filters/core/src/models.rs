@@ -39,9 +39,13 @@ fn model_object(id: &str, created: u64) -> Value {
 pub fn glob(pattern: &str, name: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else { return false };
+    let Some(mut rest) = name.strip_prefix(first) else {
+        return false;
+    };
     let parts: Vec<&str> = parts.collect();
-    let Some((last, middle)) = parts.split_last() else { return rest.is_empty() };
+    let Some((last, middle)) = parts.split_last() else {
+        return rest.is_empty();
+    };
     for m in middle {
         match rest.find(m) {
             Some(i) => rest = rest.get(i + m.len()..).unwrap_or_default(),

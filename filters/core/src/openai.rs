@@ -67,9 +67,18 @@ pub struct StreamOptions {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(try_from = "RawMessage")]
 pub enum Message {
-    System { content: Content, name: Option<String> },
-    Developer { content: Content, name: Option<String> },
-    User { content: Content, name: Option<String> },
+    System {
+        content: Content,
+        name: Option<String>,
+    },
+    Developer {
+        content: Content,
+        name: Option<String>,
+    },
+    User {
+        content: Content,
+        name: Option<String>,
+    },
     Assistant {
         content: Option<Content>,
         tool_calls: Option<Vec<ToolCall>>,
@@ -77,7 +86,10 @@ pub enum Message {
         reasoning_content: Option<String>,
         refusal: Option<String>,
     },
-    Tool { content: Content, tool_call_id: String },
+    Tool {
+        content: Content,
+        tool_call_id: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -111,13 +123,27 @@ struct RawMessage {
 impl TryFrom<RawMessage> for Message {
     type Error = String;
     fn try_from(m: RawMessage) -> Result<Self, String> {
-        let need = |c: Option<Content>, role: &str| c.ok_or_else(|| format!("'content' is required in a {role} message"));
+        let need = |c: Option<Content>, role: &str| {
+            c.ok_or_else(|| format!("'content' is required in a {role} message"))
+        };
         Ok(match m.role {
-            Role::System => Message::System { content: need(m.content, "system")?, name: m.name },
-            Role::Developer => Message::Developer { content: need(m.content, "developer")?, name: m.name },
-            Role::User => Message::User { content: need(m.content, "user")?, name: m.name },
+            Role::System => Message::System {
+                content: need(m.content, "system")?,
+                name: m.name,
+            },
+            Role::Developer => Message::Developer {
+                content: need(m.content, "developer")?,
+                name: m.name,
+            },
+            Role::User => Message::User {
+                content: need(m.content, "user")?,
+                name: m.name,
+            },
             Role::Assistant => {
-                if m.content.is_none() && m.tool_calls.as_ref().is_none_or(Vec::is_empty) && m.refusal.is_none() {
+                if m.content.is_none()
+                    && m.tool_calls.as_ref().is_none_or(Vec::is_empty)
+                    && m.refusal.is_none()
+                {
                     return Err("an assistant message needs 'content' or 'tool_calls'".into());
                 }
                 Message::Assistant {
@@ -130,7 +156,9 @@ impl TryFrom<RawMessage> for Message {
             }
             Role::Tool => Message::Tool {
                 content: need(m.content, "tool")?,
-                tool_call_id: m.tool_call_id.ok_or("'tool_call_id' is required in a tool message")?,
+                tool_call_id: m
+                    .tool_call_id
+                    .ok_or("'tool_call_id' is required in a tool message")?,
             },
         })
     }
@@ -268,7 +296,11 @@ impl<'de> Deserialize<'de> for ToolChoice {
                     "expected 'auto', 'none', 'required' or a named function, got '{other}'"
                 ))),
             },
-            Value::Object(o) => match o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str) {
+            Value::Object(o) => match o
+                .get("function")
+                .and_then(|f| f.get("name"))
+                .and_then(Value::as_str)
+            {
                 Some(name) => Ok(ToolChoice::Function(name.to_string())),
                 None => Err(de::Error::custom(
                     "expected {\"type\":\"function\",\"function\":{\"name\":...}}",
@@ -348,10 +380,16 @@ pub fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
 pub fn validate(v: &Value) -> Result<ChatRequest, GatewayError> {
     match v.get("model") {
         None | Some(Value::Null) => {
-            return Err(GatewayError::invalid_param("model", "you must provide a model parameter"))
+            return Err(GatewayError::invalid_param(
+                "model",
+                "you must provide a model parameter",
+            ))
         }
         Some(Value::String(s)) if s.is_empty() => {
-            return Err(GatewayError::invalid_param("model", "'model' must not be empty"))
+            return Err(GatewayError::invalid_param(
+                "model",
+                "'model' must not be empty",
+            ))
         }
         Some(Value::String(_)) => {}
         Some(other) => {
@@ -363,7 +401,10 @@ pub fn validate(v: &Value) -> Result<ChatRequest, GatewayError> {
     }
     match v.get("messages") {
         None | Some(Value::Null) => {
-            return Err(GatewayError::invalid_param("messages", "Missing required parameter: 'messages'."))
+            return Err(GatewayError::invalid_param(
+                "messages",
+                "Missing required parameter: 'messages'.",
+            ))
         }
         Some(Value::Array(a)) if a.is_empty() => {
             return Err(GatewayError::invalid_param(
@@ -390,13 +431,19 @@ pub fn validate(v: &Value) -> Result<ChatRequest, GatewayError> {
     })?;
     if let Some(n) = req.n {
         if n == 0 || n > 128 {
-            return Err(GatewayError::invalid_param("n", format!("'n' must be between 1 and 128, got {n}")));
+            return Err(GatewayError::invalid_param(
+                "n",
+                format!("'n' must be between 1 and 128, got {n}"),
+            ));
         }
     }
     for (key, val) in [("temperature", req.temperature), ("top_p", req.top_p)] {
         if let Some(x) = val {
             if !x.is_finite() || x < 0.0 {
-                return Err(GatewayError::invalid_param(key, format!("'{key}' must be a non-negative number")));
+                return Err(GatewayError::invalid_param(
+                    key,
+                    format!("'{key}' must be a non-negative number"),
+                ));
             }
         }
     }
@@ -543,10 +590,16 @@ impl Usage {
         });
         if let Some(obj) = u.as_object_mut() {
             if let Some(c) = self.cached_tokens {
-                obj.insert("prompt_tokens_details".into(), json!({ "cached_tokens": c }));
+                obj.insert(
+                    "prompt_tokens_details".into(),
+                    json!({ "cached_tokens": c }),
+                );
             }
             if let Some(r) = self.reasoning_tokens {
-                obj.insert("completion_tokens_details".into(), json!({ "reasoning_tokens": r }));
+                obj.insert(
+                    "completion_tokens_details".into(),
+                    json!({ "reasoning_tokens": r }),
+                );
             }
         }
         u
@@ -614,7 +667,9 @@ impl Completion<'_> {
 /// Reads `stream_options.include_usage` from a parsed body and makes sure a streaming request
 /// asks for usage. Returns whether the client asked for it itself.
 pub fn force_stream_usage(body: &mut Value) -> bool {
-    let Some(obj) = body.as_object_mut() else { return false };
+    let Some(obj) = body.as_object_mut() else {
+        return false;
+    };
     if obj.get("stream").and_then(Value::as_bool) != Some(true) {
         return false;
     }
@@ -634,7 +689,9 @@ mod tests {
     use super::*;
 
     fn err(body: &str) -> GatewayError {
-        parse_body(body.as_bytes()).and_then(|v| validate(&v)).unwrap_err()
+        parse_body(body.as_bytes())
+            .and_then(|v| validate(&v))
+            .unwrap_err()
     }
 
     #[test]
@@ -643,10 +700,17 @@ mod tests {
         assert!(err("{").message.contains("could not parse"));
         assert!(err("[1]").message.contains("must be a JSON object"));
         assert_eq!(err(r#"{"messages":[]}"#).param.as_deref(), Some("model"));
-        assert_eq!(err(r#"{"model":3,"messages":[]}"#).param.as_deref(), Some("model"));
+        assert_eq!(
+            err(r#"{"model":3,"messages":[]}"#).param.as_deref(),
+            Some("model")
+        );
         assert!(err(r#"{"model":"m"}"#).message.contains("messages"));
-        assert!(err(r#"{"model":"m","messages":[]}"#).message.contains("at least one"));
-        assert!(err(r#"{"model":"m","messages":{}}"#).message.contains("must be an array"));
+        assert!(err(r#"{"model":"m","messages":[]}"#)
+            .message
+            .contains("at least one"));
+        assert!(err(r#"{"model":"m","messages":{}}"#)
+            .message
+            .contains("must be an array"));
         let e = err(r#"{"model":"m","messages":[{"role":"robot","content":"x"}]}"#);
         assert_eq!(e.param.as_deref(), Some("messages[0].role"));
         assert!(e.message.contains("robot"), "{}", e.message);
@@ -654,7 +718,8 @@ mod tests {
         assert_eq!(e.param.as_deref(), Some("messages[0].content"), "{e:?}");
         let e = err(r#"{"model":"m","messages":[{"role":"user","content":[{"type":"text"}]}]}"#);
         assert!(e.message.contains("content part 0"), "{}", e.message);
-        let e = err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#);
+        let e =
+            err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#);
         assert_eq!(e.param.as_deref(), Some("temperature"));
         let e = err(r#"{"model":"m","messages":[{"role":"user","content":"x"}],"n":0}"#);
         assert_eq!(e.param.as_deref(), Some("n"));
@@ -695,7 +760,10 @@ mod tests {
 
     #[test]
     fn data_urls() {
-        assert_eq!(parse_data_url("data:image/png;base64,AAAA"), Some(("image/png", "AAAA")));
+        assert_eq!(
+            parse_data_url("data:image/png;base64,AAAA"),
+            Some(("image/png", "AAAA"))
+        );
         assert_eq!(parse_data_url("data:,hello"), None);
         assert_eq!(parse_data_url("data:image/png,AAAA"), None);
     }

@@ -23,7 +23,9 @@ fn thinking_budget(effort: &str) -> Result<Option<u64>, GatewayError> {
         "high" => Ok(Some(16384)),
         other => Err(GatewayError::invalid_param(
             "reasoning_effort",
-            format!("'reasoning_effort' must be one of none, minimal, low, medium, high; got '{other}'"),
+            format!(
+                "'reasoning_effort' must be one of none, minimal, low, medium, high; got '{other}'"
+            ),
         )),
     }
 }
@@ -49,7 +51,11 @@ fn text_block(text: &str) -> Value {
 
 fn user_blocks(content: &Content, param: &str) -> Result<Vec<Value>, GatewayError> {
     match content {
-        Content::Text(s) => Ok(if s.is_empty() { vec![] } else { vec![text_block(s)] }),
+        Content::Text(s) => Ok(if s.is_empty() {
+            vec![]
+        } else {
+            vec![text_block(s)]
+        }),
         Content::Parts(parts) => {
             let mut out = Vec::with_capacity(parts.len());
             for (i, p) in parts.iter().enumerate() {
@@ -84,7 +90,11 @@ fn user_blocks(content: &Content, param: &str) -> Result<Vec<Value>, GatewayErro
 
 /// Builds the Anthropic request. Returns it and, in json_schema mode, the name of the tool
 /// whose input is the answer.
-pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Result<(Value, Option<String>), GatewayError> {
+pub fn request(
+    req: &ChatRequest,
+    model: &str,
+    max_tokens_default: u64,
+) -> Result<(Value, Option<String>), GatewayError> {
     req.refuse_unsupported(PROVIDER, false)?;
     let mut system: Vec<Value> = Vec::new();
     let mut turns = Turns { turns: Vec::new() };
@@ -93,8 +103,11 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
         match m {
             Message::System { content, .. } | Message::Developer { content, .. } => {
                 for b in user_blocks(content, &param)? {
-                    if b["type"] != "text" {
-                        return Err(GatewayError::invalid_param(&param, "system messages may only contain text"));
+                    if b.get("type").and_then(Value::as_str) != Some("text") {
+                        return Err(GatewayError::invalid_param(
+                            &param,
+                            "system messages may only contain text",
+                        ));
                     }
                     system.push(b);
                 }
@@ -104,12 +117,20 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
                     turns.push("user", b);
                 }
             }
-            Message::Assistant { content, tool_calls, refusal, .. } => {
+            Message::Assistant {
+                content,
+                tool_calls,
+                refusal,
+                ..
+            } => {
                 let mut any = false;
                 if let Some(c) = content {
                     for b in user_blocks(c, &param)? {
-                        if b["type"] != "text" {
-                            return Err(GatewayError::invalid_param(&param, "assistant messages may only contain text"));
+                        if b.get("type").and_then(Value::as_str) != Some("text") {
+                            return Err(GatewayError::invalid_param(
+                                &param,
+                                "assistant messages may only contain text",
+                            ));
                         }
                         turns.push("assistant", b);
                         any = true;
@@ -121,19 +142,28 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
                     }
                 }
                 for (j, call) in tool_calls.iter().flatten().enumerate() {
-                    let input = parse_arguments(&call.function.arguments, &format!("messages[{i}].tool_calls[{j}].function.arguments"))?;
+                    let input = parse_arguments(
+                        &call.function.arguments,
+                        &format!("messages[{i}].tool_calls[{j}].function.arguments"),
+                    )?;
                     turns.push(
                         "assistant",
                         json!({"type": "tool_use", "id": call.id, "name": call.function.name, "input": input}),
                     );
                 }
             }
-            Message::Tool { content, tool_call_id } => {
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => {
                 let content = match content {
                     Content::Text(s) => Value::String(s.clone()),
                     Content::Parts(_) => Value::Array(user_blocks(content, &param)?),
                 };
-                turns.push("user", json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content}));
+                turns.push(
+                    "user",
+                    json!({"type": "tool_result", "tool_use_id": tool_call_id, "content": content}),
+                );
             }
         }
     }
@@ -146,7 +176,7 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
     let mut messages = Vec::with_capacity(turns.turns.len());
     for (role, mut blocks) in turns.turns {
         // tool_result blocks must come first in their user turn.
-        blocks.sort_by_key(|b| b["type"] != "tool_result");
+        blocks.sort_by_key(|b| b.get("type").and_then(Value::as_str) != Some("tool_result"));
         messages.push(json!({"role": role, "content": blocks}));
     }
 
@@ -163,7 +193,10 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
         if max_tokens <= b {
             max_tokens = max_tokens.saturating_add(b);
         }
-        out.insert("thinking".into(), json!({"type": "enabled", "budget_tokens": b}));
+        out.insert(
+            "thinking".into(),
+            json!({"type": "enabled", "budget_tokens": b}),
+        );
     } else if let Some(t @ Value::Object(_)) = req.extra.get("thinking") {
         out.insert("thinking".into(), t.clone());
     }
@@ -224,7 +257,10 @@ pub fn request(req: &ChatRequest, model: &str, max_tokens_default: u64) -> Resul
                     "the anthropic backend cannot combine response_format json_schema with tools",
                 ));
             }
-            let schema = json_schema.schema.clone().unwrap_or_else(|| json!({"type": "object"}));
+            let schema = json_schema
+                .schema
+                .clone()
+                .unwrap_or_else(|| json!({"type": "object"}));
             if schema.get("type").and_then(Value::as_str) != Some("object") {
                 return Err(GatewayError::invalid_param(
                     "response_format.json_schema.schema",
@@ -266,8 +302,14 @@ fn parse_arguments(args: &str, param: &str) -> Result<Value, GatewayError> {
     }
     match serde_json::from_str::<Value>(args) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(GatewayError::invalid_param(param, "tool call arguments must be a JSON object")),
-        Err(e) => Err(GatewayError::invalid_param(param, format!("tool call arguments are not valid JSON: {e}"))),
+        Ok(_) => Err(GatewayError::invalid_param(
+            param,
+            "tool call arguments must be a JSON object",
+        )),
+        Err(e) => Err(GatewayError::invalid_param(
+            param,
+            format!("tool call arguments are not valid JSON: {e}"),
+        )),
     }
 }
 
@@ -288,7 +330,10 @@ fn read_usage(u: &Value, usage: &mut Usage) {
     let created = get("cache_creation_input_tokens");
     if input.is_some() || read.is_some() || created.is_some() {
         let read = read.or(usage.cached_tokens).unwrap_or(0);
-        usage.prompt_tokens = input.unwrap_or(0).saturating_add(read).saturating_add(created.unwrap_or(0));
+        usage.prompt_tokens = input
+            .unwrap_or(0)
+            .saturating_add(read)
+            .saturating_add(created.unwrap_or(0));
         usage.cached_tokens = Some(read);
     }
     if let Some(o) = get("output_tokens") {
@@ -297,7 +342,11 @@ fn read_usage(u: &Value, usage: &mut Usage) {
 }
 
 pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8>, GatewayError> {
-    let bad = || GatewayError::bad_upstream("The anthropic backend answered with a body that is not an Anthropic message.");
+    let bad = || {
+        GatewayError::bad_upstream(
+            "The anthropic backend answered with a body that is not an Anthropic message.",
+        )
+    };
     let v: Value = serde_json::from_slice(body).map_err(|_| bad())?;
     let blocks = v.get("content").and_then(Value::as_array).ok_or_else(bad)?;
     let json_mode = plan.json_tool.is_some();
@@ -306,13 +355,18 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
     let mut calls = Vec::new();
     for b in blocks {
         match b.get("type").and_then(Value::as_str) {
-            Some("text") => text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
-            Some("thinking") => reasoning
-                .get_or_insert_with(String::new)
-                .push_str(b.get("thinking").and_then(Value::as_str).unwrap_or_default()),
+            Some("text") => {
+                text.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default())
+            }
+            Some("thinking") => reasoning.get_or_insert_with(String::new).push_str(
+                b.get("thinking")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default(),
+            ),
             Some("tool_use") => {
                 let name = b.get("name").and_then(Value::as_str).unwrap_or_default();
-                let input = serde_json::to_string(b.get("input").unwrap_or(&json!({}))).unwrap_or_default();
+                let input =
+                    serde_json::to_string(b.get("input").unwrap_or(&json!({}))).unwrap_or_default();
                 if plan.json_tool.as_deref() == Some(name) {
                     text.push_str(&input);
                 } else {
@@ -329,14 +383,30 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
     }
     let stop = v.get("stop_reason").and_then(Value::as_str);
     let choice = Choice {
-        content: if text.is_empty() && !calls.is_empty() { None } else { Some(text) },
+        content: if text.is_empty() && !calls.is_empty() {
+            None
+        } else {
+            Some(text)
+        },
         reasoning,
         tool_calls: calls,
         finish_reason: Some(finish_reason(stop, json_mode)),
     };
-    let id = format!("chatcmpl-{}", v.get("id").and_then(Value::as_str).unwrap_or("anthropic"));
-    let model = v.get("model").and_then(Value::as_str).unwrap_or(&plan.client_model);
-    let c = Completion { id: &id, model, created, choices: vec![choice], usage: Some(usage) };
+    let id = format!(
+        "chatcmpl-{}",
+        v.get("id").and_then(Value::as_str).unwrap_or("anthropic")
+    );
+    let model = v
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(&plan.client_model);
+    let c = Completion {
+        id: &id,
+        model,
+        created,
+        choices: vec![choice],
+        usage: Some(usage),
+    };
     serde_json::to_vec(&c.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
 }
 
@@ -379,7 +449,11 @@ impl Stream {
     pub fn new(plan: &ResponsePlan, created: u64) -> Self {
         Stream {
             parser: SseParser::default(),
-            w: ChunkWriter::new("chatcmpl-anthropic".into(), plan.client_model.clone(), created),
+            w: ChunkWriter::new(
+                "chatcmpl-anthropic".into(),
+                plan.client_model.clone(),
+                created,
+            ),
             json_tool: plan.json_tool.clone(),
             started: false,
             blocks: Vec::new(),
@@ -390,19 +464,28 @@ impl Stream {
     }
 
     fn block(&self, index: u64) -> Block {
-        self.blocks.iter().find(|(i, _)| *i == index).map(|(_, b)| *b).unwrap_or(Block::Other)
+        self.blocks
+            .iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, b)| *b)
+            .unwrap_or(Block::Other)
     }
 
     fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| broken_event(PROVIDER, e))?;
         let kind = v.get("type").and_then(Value::as_str).unwrap_or_default();
         if !self.started && !matches!(kind, "message_start" | "ping" | "error") {
-            return Err(broken_event(PROVIDER, format!("'{kind}' before message_start")));
+            return Err(broken_event(
+                PROVIDER,
+                format!("'{kind}' before message_start"),
+            ));
         }
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
         match kind {
             "message_start" => {
-                let m = v.get("message").ok_or_else(|| broken_event(PROVIDER, "message_start without message"))?;
+                let m = v
+                    .get("message")
+                    .ok_or_else(|| broken_event(PROVIDER, "message_start without message"))?;
                 if let Some(id) = m.get("id").and_then(Value::as_str) {
                     self.w.id = format!("chatcmpl-{id}");
                 }
@@ -420,7 +503,11 @@ impl Stream {
                 let b = v.get("content_block").unwrap_or(&Value::Null);
                 let block = match b.get("type").and_then(Value::as_str) {
                     Some("text") => {
-                        if let Some(t) = b.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                        if let Some(t) = b
+                            .get("text")
+                            .and_then(Value::as_str)
+                            .filter(|t| !t.is_empty())
+                        {
                             self.w.content(out, 0, t);
                         }
                         Block::Text
@@ -446,9 +533,15 @@ impl Stream {
                 let d = v.get("delta").unwrap_or(&Value::Null);
                 let s = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
                 match (d.get("type").and_then(Value::as_str), self.block(index)) {
-                    (Some("text_delta"), _) if !s("text").is_empty() => self.w.content(out, 0, s("text")),
-                    (Some("thinking_delta"), _) if !s("thinking").is_empty() => self.w.reasoning(out, 0, s("thinking")),
-                    (Some("input_json_delta"), Block::Tool(call)) if !s("partial_json").is_empty() => {
+                    (Some("text_delta"), _) if !s("text").is_empty() => {
+                        self.w.content(out, 0, s("text"))
+                    }
+                    (Some("thinking_delta"), _) if !s("thinking").is_empty() => {
+                        self.w.reasoning(out, 0, s("thinking"))
+                    }
+                    (Some("input_json_delta"), Block::Tool(call))
+                        if !s("partial_json").is_empty() =>
+                    {
                         self.w.tool_call(out, 0, call, None, s("partial_json"))
                     }
                     (Some("input_json_delta"), Block::Json) if !s("partial_json").is_empty() => {
@@ -478,8 +571,14 @@ impl Stream {
             "error" => {
                 let e = v.get("error").unwrap_or(&Value::Null);
                 let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
-                let msg = e.get("message").and_then(Value::as_str).unwrap_or("stream error");
-                return Err(GatewayError::from_status(error_status(kind), format!("{PROVIDER}: {msg}")));
+                let msg = e
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("stream error");
+                return Err(GatewayError::from_status(
+                    error_status(kind),
+                    format!("{PROVIDER}: {msg}"),
+                ));
             }
             _ => {} // ping, content_block_stop, and event types added later
         }
@@ -489,7 +588,15 @@ impl Stream {
     fn events(&mut self, events: Result<Vec<SseEvent>, crate::sse::SseError>, out: &mut Vec<u8>) {
         let result = events
             .map_err(|e| broken_event(PROVIDER, e))
-            .and_then(|evs| evs.into_iter().try_for_each(|ev| if self.w.is_closed() { Ok(()) } else { self.event(ev, out) }));
+            .and_then(|evs| {
+                evs.into_iter().try_for_each(|ev| {
+                    if self.w.is_closed() {
+                        Ok(())
+                    } else {
+                        self.event(ev, out)
+                    }
+                })
+            });
         if let Err(e) = result {
             self.w.error(out, &e);
         }
@@ -559,23 +666,38 @@ mod tests {
         }))
         .unwrap();
         assert!(jt.is_none());
-        assert_eq!(v["system"], json!([{"type":"text","text":"one"},{"type":"text","text":"two"}]));
+        assert_eq!(
+            v["system"],
+            json!([{"type":"text","text":"one"},{"type":"text","text":"two"}])
+        );
         assert_eq!(v["max_tokens"], 50);
         assert_eq!(v["model"], "claude-x");
         assert_eq!(v["stop_sequences"], json!(["END"]));
         assert_eq!(v["metadata"]["user_id"], "u1");
-        assert_eq!(v["tool_choice"], json!({"type":"any","disable_parallel_tool_use":true}));
+        assert_eq!(
+            v["tool_choice"],
+            json!({"type":"any","disable_parallel_tool_use":true})
+        );
         assert_eq!(v["tools"][0]["input_schema"]["required"], json!(["q"]));
         assert_eq!(v["tools"][0]["description"], "d");
         let m = v["messages"].as_array().unwrap();
         assert_eq!(m.len(), 3, "{m:#?}");
         assert_eq!(m[0]["role"], "user");
         assert_eq!(m[0]["content"].as_array().unwrap().len(), 4);
-        assert_eq!(m[0]["content"][2]["source"], json!({"type":"base64","media_type":"image/png","data":"iVBO"}));
-        assert_eq!(m[0]["content"][3]["source"], json!({"type":"url","url":"https://x/y.jpg"}));
-        assert_eq!(m[1]["content"], json!([
+        assert_eq!(
+            m[0]["content"][2]["source"],
+            json!({"type":"base64","media_type":"image/png","data":"iVBO"})
+        );
+        assert_eq!(
+            m[0]["content"][3]["source"],
+            json!({"type":"url","url":"https://x/y.jpg"})
+        );
+        assert_eq!(
+            m[1]["content"],
+            json!([
             {"type":"tool_use","id":"t1","name":"get","input":{"q":"a"}},
-            {"type":"tool_use","id":"t2","name":"get","input":{}}]));
+            {"type":"tool_use","id":"t2","name":"get","input":{}}])
+        );
         assert_eq!(m[2]["content"][0]["type"], "tool_result");
         assert_eq!(m[2]["content"][1]["tool_use_id"], "t2");
         assert_eq!(m[2]["content"][2], json!({"type":"text","text":"thanks"}));
@@ -586,25 +708,42 @@ mod tests {
         let base = |extra: Value| {
             let mut b = json!({"model":"c","messages":[{"role":"user","content":"x"}],
                 "tools":[{"type":"function","function":{"name":"f"}}]});
-            b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
             req(b)
         };
         let (v, _) = base(json!({})).unwrap();
         assert_eq!(v["max_tokens"], 1000);
         assert_eq!(v["tool_choice"], json!({"type":"auto"}));
-        assert_eq!(v["tools"][0]["input_schema"], json!({"type":"object","properties":{}}));
-        assert_eq!(base(json!({"tool_choice":"none"})).unwrap().0["tool_choice"], json!({"type":"none"}));
         assert_eq!(
-            base(json!({"tool_choice":{"type":"function","function":{"name":"f"}}})).unwrap().0["tool_choice"],
+            v["tools"][0]["input_schema"],
+            json!({"type":"object","properties":{}})
+        );
+        assert_eq!(
+            base(json!({"tool_choice":"none"})).unwrap().0["tool_choice"],
+            json!({"type":"none"})
+        );
+        assert_eq!(
+            base(json!({"tool_choice":{"type":"function","function":{"name":"f"}}}))
+                .unwrap()
+                .0["tool_choice"],
             json!({"type":"tool","name":"f"})
         );
-        assert_eq!(base(json!({"n":2})).unwrap_err().param.as_deref(), Some("n"));
+        assert_eq!(
+            base(json!({"n":2})).unwrap_err().param.as_deref(),
+            Some("n")
+        );
         assert_eq!(base(json!({"logprobs":true})).unwrap_err().status, 400);
         assert!(base(json!({"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"type":"object"}}}})).is_err());
-        let e = req(json!({"model":"c","messages":[{"role":"system","content":"only"}]})).unwrap_err();
+        let e =
+            req(json!({"model":"c","messages":[{"role":"system","content":"only"}]})).unwrap_err();
         assert_eq!(e.status, 400);
         let e = req(json!({"model":"c","messages":[{"role":"assistant","content":null,"tool_calls":[{"id":"a","type":"function","function":{"name":"f","arguments":"{nope"}}]}]})).unwrap_err();
-        assert_eq!(e.param.as_deref(), Some("messages[0].tool_calls[0].function.arguments"));
+        assert_eq!(
+            e.param.as_deref(),
+            Some("messages[0].tool_calls[0].function.arguments")
+        );
         let e = req(json!({"model":"c","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"ftp://x"}}]}]})).unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].content[0]"));
     }
@@ -618,7 +757,10 @@ mod tests {
         let (v, _) = req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_object"}})).unwrap();
         assert_eq!(v["system"][0]["text"], JSON_OBJECT_INSTRUCTION);
         let (v, _) = req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"reasoning_effort":"low","max_tokens":100,"temperature":0.2})).unwrap();
-        assert_eq!(v["thinking"], json!({"type":"enabled","budget_tokens":1024}));
+        assert_eq!(
+            v["thinking"],
+            json!({"type":"enabled","budget_tokens":1024})
+        );
         assert_eq!(v["max_tokens"], 1124);
         assert!(v.get("temperature").is_none());
         assert_eq!(req(json!({"model":"c","messages":[{"role":"user","content":"x"}],"reasoning_effort":"max"})).unwrap_err().param.as_deref(), Some("reasoning_effort"));
@@ -631,25 +773,40 @@ mod tests {
                 {"type":"tool_use","id":"toolu_1","name":"get","input":{"q":"a"}}],
             "stop_reason":"tool_use","stop_sequence":null,
             "usage":{"input_tokens":10,"output_tokens":5,"cache_read_input_tokens":4,"cache_creation_input_tokens":2}});
-        let out: Value = serde_json::from_slice(&response(body.to_string().as_bytes(), &plan(None), 9).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&response(body.to_string().as_bytes(), &plan(None), 9).unwrap())
+                .unwrap();
         assert_eq!(out["id"], "chatcmpl-msg_1");
         assert_eq!(out["object"], "chat.completion");
         let c = &out["choices"][0];
         assert_eq!(c["message"]["content"], "Hi there");
         assert_eq!(c["message"]["reasoning_content"], "hmm");
-        assert_eq!(c["message"]["tool_calls"][0]["function"]["arguments"], "{\"q\":\"a\"}");
+        assert_eq!(
+            c["message"]["tool_calls"][0]["function"]["arguments"],
+            "{\"q\":\"a\"}"
+        );
         assert_eq!(c["finish_reason"], "tool_calls");
         assert_eq!(out["usage"]["prompt_tokens"], 16);
         assert_eq!(out["usage"]["completion_tokens"], 5);
         assert_eq!(out["usage"]["total_tokens"], 21);
         assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 4);
-        for (sr, fr) in [("end_turn", "stop"), ("stop_sequence", "stop"), ("max_tokens", "length")] {
+        for (sr, fr) in [
+            ("end_turn", "stop"),
+            ("stop_sequence", "stop"),
+            ("max_tokens", "length"),
+        ] {
             let b = json!({"content":[{"type":"text","text":"x"}],"stop_reason":sr});
-            let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(None), 0).unwrap()).unwrap();
+            let out: Value = serde_json::from_slice(
+                &response(b.to_string().as_bytes(), &plan(None), 0).unwrap(),
+            )
+            .unwrap();
             assert_eq!(out["choices"][0]["finish_reason"], fr);
         }
         let b = json!({"content":[{"type":"tool_use","id":"t","name":"person","input":{"n":"A"}}],"stop_reason":"tool_use"});
-        let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(Some("person")), 0).unwrap()).unwrap();
+        let out: Value = serde_json::from_slice(
+            &response(b.to_string().as_bytes(), &plan(Some("person")), 0).unwrap(),
+        )
+        .unwrap();
         assert_eq!(out["choices"][0]["message"]["content"], "{\"n\":\"A\"}");
         assert_eq!(out["choices"][0]["finish_reason"], "stop");
         assert!(out["choices"][0]["message"].get("tool_calls").is_none());
@@ -659,28 +816,84 @@ mod tests {
 
     pub(crate) fn anthropic_stream() -> String {
         let evs = [
-            ("message_start", json!({"type":"message_start","message":{"id":"msg_9","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":3}}})),
+            (
+                "message_start",
+                json!({"type":"message_start","message":{"id":"msg_9","type":"message","role":"assistant","model":"claude-x","content":[],"stop_reason":null,"usage":{"input_tokens":12,"output_tokens":1,"cache_read_input_tokens":3}}}),
+            ),
             ("ping", json!({"type":"ping"})),
-            ("content_block_start", json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"let me see"}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}})),
-            ("content_block_stop", json!({"type":"content_block_stop","index":0})),
-            ("content_block_start", json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Héllo 😀 "}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"wörld"}})),
-            ("content_block_stop", json!({"type":"content_block_stop","index":1})),
-            ("content_block_start", json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_a","name":"get","input":{}}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"q\": \"ü"}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"}"}})),
-            ("content_block_stop", json!({"type":"content_block_stop","index":2})),
-            ("content_block_start", json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_b","name":"put","input":{}}})),
-            ("content_block_delta", json!({"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{}"}})),
-            ("content_block_stop", json!({"type":"content_block_stop","index":3})),
-            ("message_delta", json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}})),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"let me see"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"sig"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":0}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Héllo 😀 "}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"wörld"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":1}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":2,"content_block":{"type":"tool_use","id":"toolu_a","name":"get","input":{}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":""}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"q\": \"ü"}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"\"}"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":2}),
+            ),
+            (
+                "content_block_start",
+                json!({"type":"content_block_start","index":3,"content_block":{"type":"tool_use","id":"toolu_b","name":"put","input":{}}}),
+            ),
+            (
+                "content_block_delta",
+                json!({"type":"content_block_delta","index":3,"delta":{"type":"input_json_delta","partial_json":"{}"}}),
+            ),
+            (
+                "content_block_stop",
+                json!({"type":"content_block_stop","index":3}),
+            ),
+            (
+                "message_delta",
+                json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"output_tokens":42}}),
+            ),
             ("message_stop", json!({"type":"message_stop"})),
         ];
-        evs.iter().map(|(e, d)| format!("event: {e}\r\ndata: {d}\r\n\r\n")).collect()
+        evs.iter()
+            .map(|(e, d)| format!("event: {e}\r\ndata: {d}\r\n\r\n"))
+            .collect()
     }
 
     #[test]
@@ -692,13 +905,19 @@ mod tests {
             assert_eq!(a.role.as_deref(), Some("assistant"));
             assert_eq!(a.content, "Héllo 😀 wörld");
             assert_eq!(a.reasoning, "let me see");
-            assert_eq!(a.tool_calls, vec![
-                ("toolu_a".into(), "get".into(), "{\"q\": \"ü\"}".into()),
-                ("toolu_b".into(), "put".into(), "{}".into()),
-            ]);
+            assert_eq!(
+                a.tool_calls,
+                vec![
+                    ("toolu_a".into(), "get".into(), "{\"q\": \"ü\"}".into()),
+                    ("toolu_b".into(), "put".into(), "{}".into()),
+                ]
+            );
             assert_eq!(a.finish.as_deref(), Some("tool_calls"));
             let u = a.usage.unwrap();
-            assert_eq!((u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()), (Some(15), Some(42)));
+            assert_eq!(
+                (u["prompt_tokens"].as_u64(), u["completion_tokens"].as_u64()),
+                (Some(15), Some(42))
+            );
             assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 3);
             assert!(a.done && a.error.is_none());
             assert_eq!(a.chunks_after_usage, 0);
@@ -728,19 +947,31 @@ mod tests {
     fn stream_cut_or_error_ends_with_error_event() {
         let s = anthropic_stream();
         let cut = s.find("event: message_delta").unwrap();
-        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), &s.as_bytes()[..cut], &[]));
+        let a = assemble(&run_split(
+            &mut Stream::new(&plan(None), 1),
+            &s.as_bytes()[..cut],
+            &[],
+        ));
         assert!(!a.done);
         assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
 
         let mut s2 = s[..cut].to_string();
         s2.push_str("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
-        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), s2.as_bytes(), &[]));
+        let a = assemble(&run_split(
+            &mut Stream::new(&plan(None), 1),
+            s2.as_bytes(),
+            &[],
+        ));
         let e = a.error.unwrap();
         assert_eq!(e["code"], "upstream_overloaded");
         assert!(e["message"].as_str().unwrap().contains("Overloaded"));
         assert!(!a.done);
 
-        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), b"data: {not json\n\n", &[]));
+        let a = assemble(&run_split(
+            &mut Stream::new(&plan(None), 1),
+            b"data: {not json\n\n",
+            &[],
+        ));
         assert_eq!(a.error.unwrap()["code"], "bad_upstream_response");
         let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), b"", &[]));
         assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
@@ -759,7 +990,11 @@ mod tests {
         .iter()
         .map(|d| format!("data: {d}\n\n"))
         .collect::<String>();
-        let a = assemble(&run_split(&mut Stream::new(&plan(Some("person")), 1), s.as_bytes(), &[]));
+        let a = assemble(&run_split(
+            &mut Stream::new(&plan(Some("person")), 1),
+            s.as_bytes(),
+            &[],
+        ));
         assert_eq!(a.content, "{\"n\":\"A\"}");
         assert!(a.tool_calls.is_empty());
         assert_eq!(a.finish.as_deref(), Some("stop"));

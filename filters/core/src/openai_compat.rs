@@ -7,7 +7,11 @@ use crate::sse::{self, SseParser};
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 use serde_json::Value;
 
-pub fn request(value: &mut Value, model: &str, client_model: &str) -> Result<Vec<u8>, GatewayError> {
+pub fn request(
+    value: &mut Value,
+    model: &str,
+    client_model: &str,
+) -> Result<Vec<u8>, GatewayError> {
     if model != client_model {
         if let Some(o) = value.as_object_mut() {
             o.insert("model".into(), Value::String(model.to_string()));
@@ -35,7 +39,11 @@ pub struct Stream {
 
 impl Stream {
     pub fn new() -> Self {
-        Stream { parser: SseParser::default(), done: false, failed: false }
+        Stream {
+            parser: SseParser::default(),
+            done: false,
+            failed: false,
+        }
     }
 
     fn write(&mut self, events: Vec<sse::SseEvent>, out: &mut Vec<u8>) {
@@ -90,7 +98,10 @@ impl StreamTranslator for Stream {
             Ok(events) => {
                 let whole = events
                     .into_iter()
-                    .filter(|e| e.data == "[DONE]" || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok())
+                    .filter(|e| {
+                        e.data == "[DONE]"
+                            || serde_json::from_str::<serde::de::IgnoredAny>(&e.data).is_ok()
+                    })
                     .collect();
                 self.write(whole, &mut out)
             }

@@ -26,7 +26,11 @@ fn push(contents: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, part
 
 fn parts_of(content: &Content, param: &str) -> Result<Vec<Value>, GatewayError> {
     match content {
-        Content::Text(s) => Ok(if s.is_empty() { vec![] } else { vec![json!({"text": s})] }),
+        Content::Text(s) => Ok(if s.is_empty() {
+            vec![]
+        } else {
+            vec![json!({"text": s})]
+        }),
         Content::Parts(parts) => {
             let mut out = Vec::with_capacity(parts.len());
             for (i, p) in parts.iter().enumerate() {
@@ -88,7 +92,10 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
             Message::System { content, .. } | Message::Developer { content, .. } => {
                 for p in parts_of(content, &param)? {
                     if p.get("text").is_none() {
-                        return Err(GatewayError::invalid_param(&param, "system messages may only contain text"));
+                        return Err(GatewayError::invalid_param(
+                            &param,
+                            "system messages may only contain text",
+                        ));
                     }
                     system.push(p);
                 }
@@ -98,7 +105,11 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                     push(&mut contents, "user", p);
                 }
             }
-            Message::Assistant { content, tool_calls, .. } => {
+            Message::Assistant {
+                content,
+                tool_calls,
+                ..
+            } => {
                 if let Some(c) = content {
                     for p in parts_of(c, &param)? {
                         push(&mut contents, "model", p);
@@ -110,8 +121,18 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                         Ok(v @ Value::Object(_)) => v,
                         Ok(_) if call.function.arguments.trim().is_empty() => json!({}),
                         Err(_) if call.function.arguments.trim().is_empty() => json!({}),
-                        Ok(_) => return Err(GatewayError::invalid_param(&param, "tool call arguments must be a JSON object")),
-                        Err(e) => return Err(GatewayError::invalid_param(&param, format!("tool call arguments are not valid JSON: {e}"))),
+                        Ok(_) => {
+                            return Err(GatewayError::invalid_param(
+                                &param,
+                                "tool call arguments must be a JSON object",
+                            ))
+                        }
+                        Err(e) => {
+                            return Err(GatewayError::invalid_param(
+                                &param,
+                                format!("tool call arguments are not valid JSON: {e}"),
+                            ))
+                        }
                     };
                     let (id, sig) = split_call_id(&call.id);
                     let mut part = json!({"functionCall": {"id": id, "name": call.function.name, "args": args}});
@@ -122,7 +143,10 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                     call_names.push((call.id.as_str(), call.function.name.as_str()));
                 }
             }
-            Message::Tool { content, tool_call_id } => {
+            Message::Tool {
+                content,
+                tool_call_id,
+            } => {
                 let name = call_names
                     .iter()
                     .find(|(id, _)| id == tool_call_id)
@@ -139,7 +163,11 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                     _ => json!({"content": text}),
                 };
                 let (id, _) = split_call_id(tool_call_id);
-                push(&mut contents, "user", json!({"functionResponse": {"id": id, "name": name, "response": response}}));
+                push(
+                    &mut contents,
+                    "user",
+                    json!({"functionResponse": {"id": id, "name": name, "response": response}}),
+                );
             }
         }
     }
@@ -152,7 +180,12 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
     let mut out = Map::new();
     out.insert(
         "contents".into(),
-        Value::Array(contents.into_iter().map(|(role, parts)| json!({"role": role, "parts": parts})).collect()),
+        Value::Array(
+            contents
+                .into_iter()
+                .map(|(role, parts)| json!({"role": role, "parts": parts}))
+                .collect(),
+        ),
     );
     if !system.is_empty() {
         out.insert("systemInstruction".into(), json!({"parts": system}));
@@ -205,12 +238,17 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                 "medium" => 8192,
                 _ => 24576,
             };
-            gc.insert("thinkingConfig".into(), json!({"thinkingBudget": budget, "includeThoughts": true}));
+            gc.insert(
+                "thinkingConfig".into(),
+                json!({"thinkingBudget": budget, "includeThoughts": true}),
+            );
         }
         Some(other) => {
             return Err(GatewayError::invalid_param(
                 "reasoning_effort",
-                format!("'reasoning_effort' must be one of none, minimal, low, medium, high; got '{other}'"),
+                format!(
+                "'reasoning_effort' must be one of none, minimal, low, medium, high; got '{other}'"
+            ),
             ))
         }
     }
@@ -238,7 +276,9 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
             None | Some(ToolChoice::Auto) => json!({"mode": "AUTO"}),
             Some(ToolChoice::None) => json!({"mode": "NONE"}),
             Some(ToolChoice::Required) => json!({"mode": "ANY"}),
-            Some(ToolChoice::Function(name)) => json!({"mode": "ANY", "allowedFunctionNames": [name]}),
+            Some(ToolChoice::Function(name)) => {
+                json!({"mode": "ANY", "allowedFunctionNames": [name]})
+            }
         };
         out.insert("toolConfig".into(), json!({"functionCallingConfig": fc}));
     }
@@ -248,7 +288,9 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
 fn finish_reason(reason: &str, has_calls: bool) -> &'static str {
     match reason {
         "MAX_TOKENS" => "length",
-        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => "content_filter",
+        "SAFETY" | "RECITATION" | "BLOCKLIST" | "PROHIBITED_CONTENT" | "SPII" | "IMAGE_SAFETY" => {
+            "content_filter"
+        }
         _ if has_calls => "tool_calls",
         _ => "stop",
     }
@@ -270,7 +312,12 @@ fn read_usage(v: &Value) -> Option<Usage> {
 enum Part<'a> {
     Text(&'a str),
     Thought(&'a str),
-    Call { id: Option<&'a str>, name: &'a str, args: String, signature: Option<&'a str> },
+    Call {
+        id: Option<&'a str>,
+        name: &'a str,
+        args: String,
+        signature: Option<&'a str>,
+    },
     Other,
 }
 
@@ -283,7 +330,10 @@ fn read_part(p: &Value) -> Part<'_> {
             signature: p.get("thoughtSignature").and_then(Value::as_str),
         };
     }
-    match (p.get("text").and_then(Value::as_str), p.get("thought").and_then(Value::as_bool)) {
+    match (
+        p.get("text").and_then(Value::as_str),
+        p.get("thought").and_then(Value::as_bool),
+    ) {
         (Some(t), Some(true)) => Part::Thought(t),
         (Some(t), _) => Part::Text(t),
         _ => Part::Other,
@@ -291,34 +341,56 @@ fn read_part(p: &Value) -> Part<'_> {
 }
 
 fn candidates(v: &Value) -> impl Iterator<Item = (u32, &Value)> {
-    v.get("candidates").and_then(Value::as_array).into_iter().flatten().enumerate().map(|(pos, c)| {
-        let idx = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
-        (u32::try_from(idx).unwrap_or(0), c)
-    })
+    v.get("candidates")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(pos, c)| {
+            let idx = c.get("index").and_then(Value::as_u64).unwrap_or(pos as u64);
+            (u32::try_from(idx).unwrap_or(0), c)
+        })
 }
 
 fn response_id(v: &Value, created: u64) -> String {
-    v.get("responseId").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| format!("gemini-{created}"))
+    v.get("responseId")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .unwrap_or_else(|| format!("gemini-{created}"))
 }
 
 pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8>, GatewayError> {
     let v: Value = serde_json::from_slice(body)
         .ok()
         .filter(Value::is_object)
-        .ok_or_else(|| GatewayError::bad_upstream("The gemini backend answered with a body that is not JSON."))?;
+        .ok_or_else(|| {
+            GatewayError::bad_upstream("The gemini backend answered with a body that is not JSON.")
+        })?;
     if v.get("candidates").is_none() && v.get("promptFeedback").is_none() {
-        return Err(GatewayError::bad_upstream("The gemini backend answered without candidates."));
+        return Err(GatewayError::bad_upstream(
+            "The gemini backend answered without candidates.",
+        ));
     }
     let rid = response_id(&v, created);
     let mut choices: Vec<Choice> = Vec::new();
     for (idx, c) in candidates(&v) {
         let mut choice = Choice::default();
         let mut text = String::new();
-        for p in c.pointer("/content/parts").and_then(Value::as_array).into_iter().flatten() {
+        for p in c
+            .pointer("/content/parts")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             match read_part(p) {
                 Part::Text(t) => text.push_str(t),
                 Part::Thought(t) => choice.reasoning.get_or_insert_with(String::new).push_str(t),
-                Part::Call { id, name, args, signature } => {
+                Part::Call {
+                    id,
+                    name,
+                    args,
+                    signature,
+                } => {
                     let made = format!("call_{rid}_{idx}_{}", choice.tool_calls.len());
                     let id = make_call_id(id.unwrap_or(&made), signature);
                     choice.tool_calls.push((id, name.to_string(), args));
@@ -326,19 +398,39 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
                 Part::Other => {}
             }
         }
-        let reason = c.get("finishReason").and_then(Value::as_str).unwrap_or("STOP");
+        let reason = c
+            .get("finishReason")
+            .and_then(Value::as_str)
+            .unwrap_or("STOP");
         choice.finish_reason = Some(finish_reason(reason, !choice.tool_calls.is_empty()));
-        choice.content = if text.is_empty() && !choice.tool_calls.is_empty() { None } else { Some(text) };
+        choice.content = if text.is_empty() && !choice.tool_calls.is_empty() {
+            None
+        } else {
+            Some(text)
+        };
         let slot = usize::try_from(idx).unwrap_or(0).min(choices.len());
         choices.insert(slot, choice);
     }
     if choices.is_empty() {
         // The prompt itself was blocked (promptFeedback.blockReason).
-        choices.push(Choice { content: Some(String::new()), finish_reason: Some("content_filter"), ..Default::default() });
+        choices.push(Choice {
+            content: Some(String::new()),
+            finish_reason: Some("content_filter"),
+            ..Default::default()
+        });
     }
     let id = format!("chatcmpl-{rid}");
-    let model = v.get("modelVersion").and_then(Value::as_str).unwrap_or(&plan.client_model);
-    let c = Completion { id: &id, model, created, choices, usage: read_usage(&v) };
+    let model = v
+        .get("modelVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(&plan.client_model);
+    let c = Completion {
+        id: &id,
+        model,
+        created,
+        choices,
+        usage: read_usage(&v),
+    };
     serde_json::to_vec(&c.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
 }
 
@@ -361,7 +453,11 @@ impl Stream {
     pub fn new(plan: &ResponsePlan, created: u64) -> Self {
         Stream {
             parser: SseParser::default(),
-            w: ChunkWriter::new(format!("chatcmpl-gemini-{created}"), plan.client_model.clone(), created),
+            w: ChunkWriter::new(
+                format!("chatcmpl-gemini-{created}"),
+                plan.client_model.clone(),
+                created,
+            ),
             started: false,
             candidates: Vec::new(),
             usage: None,
@@ -371,7 +467,11 @@ impl Stream {
     /// The state of candidate `index`, created on first sight.
     fn state(&mut self, index: u32) -> Option<&mut CandidateState> {
         if !self.candidates.iter().any(|c| c.index == index) {
-            self.candidates.push(CandidateState { index, calls: 0, finished: false });
+            self.candidates.push(CandidateState {
+                index,
+                calls: 0,
+                finished: false,
+            });
         }
         self.candidates.iter_mut().find(|c| c.index == index)
     }
@@ -379,9 +479,19 @@ impl Stream {
     fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
         let v: Value = serde_json::from_str(&ev.data).map_err(|e| broken_event(PROVIDER, e))?;
         if let Some(e) = v.get("error") {
-            let status = e.get("code").and_then(Value::as_u64).and_then(|c| u16::try_from(c).ok()).unwrap_or(500);
-            let msg = e.get("message").and_then(Value::as_str).unwrap_or("stream error");
-            return Err(GatewayError::from_status(status, format!("{PROVIDER}: {msg}")));
+            let status = e
+                .get("code")
+                .and_then(Value::as_u64)
+                .and_then(|c| u16::try_from(c).ok())
+                .unwrap_or(500);
+            let msg = e
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("stream error");
+            return Err(GatewayError::from_status(
+                status,
+                format!("{PROVIDER}: {msg}"),
+            ));
         }
         if !v.is_object() {
             return Err(broken_event(PROVIDER, "an event that is not a JSON object"));
@@ -401,11 +511,21 @@ impl Stream {
         let mut blocked = v.pointer("/promptFeedback/blockReason").is_some();
         for (idx, c) in candidates(&v) {
             blocked = false;
-            for p in c.pointer("/content/parts").and_then(Value::as_array).into_iter().flatten() {
+            for p in c
+                .pointer("/content/parts")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match read_part(p) {
                     Part::Text(t) if !t.is_empty() => self.w.content(out, idx, t),
                     Part::Thought(t) if !t.is_empty() => self.w.reasoning(out, idx, t),
-                    Part::Call { id, name, args, signature } => {
+                    Part::Call {
+                        id,
+                        name,
+                        args,
+                        signature,
+                    } => {
                         let call = self.state(idx).map_or(0, |st| {
                             st.calls += 1;
                             st.calls - 1
@@ -436,7 +556,15 @@ impl Stream {
     fn events(&mut self, events: Result<Vec<SseEvent>, crate::sse::SseError>, out: &mut Vec<u8>) {
         let result = events
             .map_err(|e| broken_event(PROVIDER, e))
-            .and_then(|evs| evs.into_iter().try_for_each(|ev| if self.w.is_closed() { Ok(()) } else { self.event(ev, out) }));
+            .and_then(|evs| {
+                evs.into_iter().try_for_each(|ev| {
+                    if self.w.is_closed() {
+                        Ok(())
+                    } else {
+                        self.event(ev, out)
+                    }
+                })
+            });
         if let Err(e) = result {
             self.w.error(out, &e);
         }
@@ -488,7 +616,12 @@ mod tests {
     }
 
     fn plan() -> ResponsePlan {
-        ResponsePlan { provider: ProviderKind::Gemini, stream: true, json_tool: None, client_model: "mock-gemini".into() }
+        ResponsePlan {
+            provider: ProviderKind::Gemini,
+            stream: true,
+            json_tool: None,
+            client_model: "mock-gemini".into(),
+        }
     }
 
     #[test]
@@ -511,33 +644,59 @@ mod tests {
         assert_eq!(v["systemInstruction"], json!({"parts":[{"text":"sys"}]}));
         let c = v["contents"].as_array().unwrap();
         assert_eq!(c.len(), 3);
-        assert_eq!(c[0]["parts"][1], json!({"inlineData":{"mimeType":"image/jpeg","data":"/9j/"}}));
+        assert_eq!(
+            c[0]["parts"][1],
+            json!({"inlineData":{"mimeType":"image/jpeg","data":"/9j/"}})
+        );
         assert_eq!(c[1]["role"], "model");
-        assert_eq!(c[1]["parts"][1], json!({"functionCall":{"id":"call_1","name":"get","args":{"q":1}},"thoughtSignature":"SIG"}));
+        assert_eq!(
+            c[1]["parts"][1],
+            json!({"functionCall":{"id":"call_1","name":"get","args":{"q":1}},"thoughtSignature":"SIG"})
+        );
         assert_eq!(c[2]["role"], "user");
-        assert_eq!(c[2]["parts"][0]["functionResponse"], json!({"id":"call_1","name":"get","response":{"temp":20}}));
-        assert_eq!(c[2]["parts"][1]["functionResponse"]["response"], json!({"content":"plain"}));
+        assert_eq!(
+            c[2]["parts"][0]["functionResponse"],
+            json!({"id":"call_1","name":"get","response":{"temp":20}})
+        );
+        assert_eq!(
+            c[2]["parts"][1]["functionResponse"]["response"],
+            json!({"content":"plain"})
+        );
         assert_eq!(c[2]["parts"][2], json!({"text":"more"}));
         let gc = &v["generationConfig"];
         assert_eq!(gc["maxOutputTokens"], 77);
         assert_eq!(gc["candidateCount"], 2);
-        assert_eq!(gc["stopSequences"], json!(["x","y"]));
+        assert_eq!(gc["stopSequences"], json!(["x", "y"]));
         assert_eq!(gc["responseMimeType"], "application/json");
         assert_eq!(gc["responseJsonSchema"]["additionalProperties"], false);
-        assert_eq!(v["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"], json!({"type":"object"}));
-        assert_eq!(v["toolConfig"]["functionCallingConfig"], json!({"mode":"ANY","allowedFunctionNames":["get"]}));
+        assert_eq!(
+            v["tools"][0]["functionDeclarations"][0]["parametersJsonSchema"],
+            json!({"type":"object"})
+        );
+        assert_eq!(
+            v["toolConfig"]["functionCallingConfig"],
+            json!({"mode":"ANY","allowedFunctionNames":["get"]})
+        );
     }
 
     #[test]
     fn request_refusals() {
-        let e = req(json!({"model":"g","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]})).unwrap_err();
+        let e = req(
+            json!({"model":"g","messages":[{"role":"tool","tool_call_id":"nope","content":"x"}]}),
+        )
+        .unwrap_err();
         assert_eq!(e.param.as_deref(), Some("messages[0].tool_call_id"));
         let e = req(json!({"model":"g","messages":[{"role":"user","content":[{"type":"image_url","image_url":{"url":"https://x/a.png"}}]}]})).unwrap_err();
         assert!(e.message.contains("inline"));
         let v = req(json!({"model":"g","messages":[{"role":"user","content":"x"}],"tools":[{"type":"function","function":{"name":"f"}}],"tool_choice":"required","reasoning_effort":"low"})).unwrap();
         assert_eq!(v["toolConfig"]["functionCallingConfig"]["mode"], "ANY");
-        assert_eq!(v["generationConfig"]["thinkingConfig"]["thinkingBudget"], 1024);
-        assert!(v["tools"][0]["functionDeclarations"][0].get("parametersJsonSchema").is_none());
+        assert_eq!(
+            v["generationConfig"]["thinkingConfig"]["thinkingBudget"],
+            1024
+        );
+        assert!(v["tools"][0]["functionDeclarations"][0]
+            .get("parametersJsonSchema")
+            .is_none());
     }
 
     #[test]
@@ -547,7 +706,9 @@ mod tests {
             {"index":1,"content":{"role":"model","parts":[{"functionCall":{"name":"get","args":{"q":"a"}},"thoughtSignature":"S1"}]},"finishReason":"STOP"}
         ],"usageMetadata":{"promptTokenCount":7,"candidatesTokenCount":3,"thoughtsTokenCount":2,"cachedContentTokenCount":1,"totalTokenCount":12},
         "modelVersion":"gemini-2.5-flash","responseId":"r1"});
-        let out: Value = serde_json::from_slice(&response(body.to_string().as_bytes(), &plan(), 5).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&response(body.to_string().as_bytes(), &plan(), 5).unwrap())
+                .unwrap();
         assert_eq!(out["id"], "chatcmpl-r1");
         assert_eq!(out["model"], "gemini-2.5-flash");
         assert_eq!(out["choices"][0]["message"]["content"], "Hi there");
@@ -559,15 +720,26 @@ mod tests {
         assert!(out["choices"][1]["message"]["content"].is_null());
         assert_eq!(out["choices"][1]["finish_reason"], "tool_calls");
         assert_eq!(out["usage"]["completion_tokens"], 5);
-        assert_eq!(out["usage"]["completion_tokens_details"]["reasoning_tokens"], 2);
+        assert_eq!(
+            out["usage"]["completion_tokens_details"]["reasoning_tokens"],
+            2
+        );
         assert_eq!(out["usage"]["prompt_tokens_details"]["cached_tokens"], 1);
-        for (r, f) in [("MAX_TOKENS", "length"), ("SAFETY", "content_filter"), ("RECITATION", "content_filter")] {
+        for (r, f) in [
+            ("MAX_TOKENS", "length"),
+            ("SAFETY", "content_filter"),
+            ("RECITATION", "content_filter"),
+        ] {
             let b = json!({"candidates":[{"content":{"parts":[{"text":"x"}]},"finishReason":r}]});
-            let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(), 0).unwrap()).unwrap();
+            let out: Value =
+                serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(), 0).unwrap())
+                    .unwrap();
             assert_eq!(out["choices"][0]["finish_reason"], f);
         }
         let b = json!({"promptFeedback":{"blockReason":"SAFETY"}});
-        let out: Value = serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(), 0).unwrap()).unwrap();
+        let out: Value =
+            serde_json::from_slice(&response(b.to_string().as_bytes(), &plan(), 0).unwrap())
+                .unwrap();
         assert_eq!(out["choices"][0]["finish_reason"], "content_filter");
         assert_eq!(response(b"{}", &plan(), 0).unwrap_err().status, 502);
         assert_eq!(response(b"nope", &plan(), 0).unwrap_err().status, 502);
@@ -594,7 +766,14 @@ mod tests {
             let a = assemble(&run_split(&mut Stream::new(&plan(), 3), b, &[cut, cut + 7]));
             assert_eq!(a.content, "Grüße 🌍");
             assert_eq!(a.reasoning, "thinking…");
-            assert_eq!(a.tool_calls, vec![("call_r7_0_0".into(), "get".into(), "{\"city\":\"Zürich\"}".into())]);
+            assert_eq!(
+                a.tool_calls,
+                vec![(
+                    "call_r7_0_0".into(),
+                    "get".into(),
+                    "{\"city\":\"Zürich\"}".into()
+                )]
+            );
             assert_eq!(a.finish.as_deref(), Some("tool_calls"));
             assert_eq!(a.usage.as_ref().unwrap()["total_tokens"], 10);
             assert!(a.done && a.error.is_none());
@@ -605,10 +784,18 @@ mod tests {
     fn stream_cut_and_error() {
         let s = gemini_stream();
         let cut = s.rfind("data:").unwrap();
-        let a = assemble(&run_split(&mut Stream::new(&plan(), 3), &s.as_bytes()[..cut], &[]));
+        let a = assemble(&run_split(
+            &mut Stream::new(&plan(), 3),
+            &s.as_bytes()[..cut],
+            &[],
+        ));
         assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
         assert!(!a.done);
-        let e = format!("{}data: {}\n\n", &s[..cut], json!({"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}}));
+        let e = format!(
+            "{}data: {}\n\n",
+            &s[..cut],
+            json!({"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}})
+        );
         let a = assemble(&run_split(&mut Stream::new(&plan(), 3), e.as_bytes(), &[]));
         assert_eq!(a.error.unwrap()["code"], "upstream_overloaded");
     }

@@ -147,7 +147,8 @@ impl SseParser {
             return Ok(());
         }
         self.has_data = false;
-        let data = String::from_utf8(std::mem::take(&mut self.data)).map_err(|_| SseError::InvalidUtf8)?;
+        let data =
+            String::from_utf8(std::mem::take(&mut self.data)).map_err(|_| SseError::InvalidUtf8)?;
         let event = match event {
             Some(e) => Some(String::from_utf8(e).map_err(|_| SseError::InvalidUtf8)?),
             None => None,
@@ -212,7 +213,11 @@ mod tests {
         let b = text.as_bytes();
         for i in 0..=b.len() {
             for j in i..=b.len() {
-                assert_eq!(all(&[&b[..i], &b[i..j], &b[j..]]), whole, "split at {i},{j}");
+                assert_eq!(
+                    all(&[&b[..i], &b[i..j], &b[j..]]),
+                    whole,
+                    "split at {i},{j}"
+                );
             }
         }
     }
@@ -222,7 +227,10 @@ mod tests {
         let text = "data: 1\r\n\r\ndata: 2\r\n\r\n";
         let parts: Vec<&[u8]> = text.as_bytes().chunks(1).collect();
         let ev = all(&parts);
-        assert_eq!(ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(), ["1", "2"]);
+        assert_eq!(
+            ev.iter().map(|e| e.data.as_str()).collect::<Vec<_>>(),
+            ["1", "2"]
+        );
     }
 
     #[test]

@@ -30,7 +30,13 @@ pub struct ChunkWriter {
 
 impl ChunkWriter {
     pub fn new(id: String, model: String, created: u64) -> Self {
-        ChunkWriter { id, model, created, roles_sent: Vec::new(), closed: false }
+        ChunkWriter {
+            id,
+            model,
+            created,
+            roles_sent: Vec::new(),
+            closed: false,
+        }
     }
 
     pub fn is_closed(&self) -> bool {
@@ -153,7 +159,9 @@ pub fn cut_short(provider: &str) -> GatewayError {
 
 /// Error for an upstream event that is not what the provider's wire format allows.
 pub fn broken_event(provider: &str, detail: impl std::fmt::Display) -> GatewayError {
-    GatewayError::bad_upstream(format!("The {provider} stream sent an invalid event: {detail}"))
+    GatewayError::bad_upstream(format!(
+        "The {provider} stream sent an invalid event: {detail}"
+    ))
 }
 
 /// Removes the usage chunk (and `usage` fields) from an OpenAI SSE stream, for clients that did
@@ -183,7 +191,9 @@ impl UsageStripper {
             if data.contains("\"usage\":null") {
                 // A quote inside a JSON string is always escaped, so this text can only be the
                 // chunk's own field: removing it textually is exact and avoids a parse.
-                let data = data.replace(",\"usage\":null", "").replace("\"usage\":null,", "");
+                let data = data
+                    .replace(",\"usage\":null", "")
+                    .replace("\"usage\":null,", "");
                 write_event_as_is(&mut out, ev.event.as_deref(), &data);
                 continue;
             }
@@ -193,7 +203,10 @@ impl UsageStripper {
             }
             match serde_json::from_str::<Value>(&data) {
                 Ok(Value::Object(mut o)) => {
-                    let no_choices = o.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                    let no_choices = o
+                        .get("choices")
+                        .and_then(Value::as_array)
+                        .is_some_and(Vec::is_empty);
                     if no_choices && o.contains_key("usage") {
                         continue;
                     }
@@ -240,7 +253,13 @@ pub fn run_split(t: &mut dyn StreamTranslator, input: &[u8], cuts: &[usize]) -> 
     assert!(!p.has_pending());
     events
         .into_iter()
-        .map(|e| if e.data == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(&e.data).unwrap() })
+        .map(|e| {
+            if e.data == "[DONE]" {
+                json!("[DONE]")
+            } else {
+                serde_json::from_str(&e.data).unwrap()
+            }
+        })
         .collect()
 }
 
@@ -294,7 +313,12 @@ pub fn assemble(events: &[Value]) -> Assembled {
             if let Some(t) = d.get("reasoning_content").and_then(Value::as_str) {
                 a.reasoning.push_str(t);
             }
-            for tc in d.get("tool_calls").and_then(Value::as_array).into_iter().flatten() {
+            for tc in d
+                .get("tool_calls")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let i = tc["index"].as_u64().unwrap() as usize;
                 if i == a.tool_calls.len() {
                     a.tool_calls.push((
@@ -303,7 +327,9 @@ pub fn assemble(events: &[Value]) -> Assembled {
                         String::new(),
                     ));
                 }
-                a.tool_calls[i].2.push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
+                a.tool_calls[i]
+                    .2
+                    .push_str(tc["function"]["arguments"].as_str().unwrap_or(""));
             }
             if let Some(f) = c["finish_reason"].as_str() {
                 a.finish = Some(f.to_string());
@@ -324,7 +350,14 @@ mod tests {
         w.content(&mut out, 0, "he");
         w.content(&mut out, 0, "llo");
         w.finish_reason(&mut out, 0, "stop");
-        w.usage(&mut out, &Usage { prompt_tokens: 1, completion_tokens: 2, ..Default::default() });
+        w.usage(
+            &mut out,
+            &Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                ..Default::default()
+            },
+        );
         w.done(&mut out);
         w.content(&mut out, 0, "late");
         let mut p = SseParser::default();
@@ -332,7 +365,13 @@ mod tests {
             .feed(&out)
             .unwrap()
             .into_iter()
-            .map(|e| if e.data == "[DONE]" { json!("[DONE]") } else { serde_json::from_str(&e.data).unwrap() })
+            .map(|e| {
+                if e.data == "[DONE]" {
+                    json!("[DONE]")
+                } else {
+                    serde_json::from_str(&e.data).unwrap()
+                }
+            })
             .collect();
         let a = assemble(&ev);
         assert_eq!(a.content, "hello");
@@ -350,7 +389,10 @@ mod tests {
             out.extend(s.feed(&input[cut..]));
             out.extend(s.finish());
             let text = String::from_utf8(out).unwrap();
-            assert!(!text.contains("prompt_tokens") && !text.contains("usage"), "{text}");
+            assert!(
+                !text.contains("prompt_tokens") && !text.contains("usage"),
+                "{text}"
+            );
             assert!(text.contains("\"content\":\"x\""));
             assert!(text.ends_with("data: [DONE]\n\n"));
         }

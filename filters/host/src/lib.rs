@@ -50,7 +50,10 @@ pub fn remove_headers_with_prefix(map: MapType, prefix: &str) {
 }
 
 pub fn body(buf: BufferType, start: usize, size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(buf, start, size).ok().flatten().unwrap_or_default()
+    hostcalls::get_buffer(buf, start, size)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
 pub fn set_body(buf: BufferType, start: usize, size: usize, value: &[u8]) {

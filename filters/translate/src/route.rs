@@ -22,7 +22,12 @@ pub struct Route {
 
 impl Route {
     pub fn new(config: Rc<RouteConfig>) -> Self {
-        Route { config, chat: false, strip: None, strip_pending: false }
+        Route {
+            config,
+            chat: false,
+            strip: None,
+            strip_pending: false,
+        }
     }
 
     fn refuse(&self, err: &GatewayError) -> Action {
@@ -40,7 +45,11 @@ impl HttpContext for Route {
         host::remove_headers_with_prefix(req, "x-sluice-");
         let method = host::header_str(req, ":method").unwrap_or_default();
         let full_path = host::header_str(req, ":path").unwrap_or_default();
-        let path = full_path.split('?').next().unwrap_or_default().trim_end_matches('/');
+        let path = full_path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
         match (method.as_str(), path) {
             ("POST", "/v1/chat/completions") => {
                 if end_of_stream {
@@ -54,14 +63,22 @@ impl HttpContext for Route {
             }
             ("GET", "/v1/models") => {
                 let body = self.config.models.list(host::now_secs());
-                host::send(200, &[("content-type", "application/json".into())], body.to_string().as_bytes());
+                host::send(
+                    200,
+                    &[("content-type", "application/json".into())],
+                    body.to_string().as_bytes(),
+                );
                 Action::Pause
             }
             ("GET", p) if p.starts_with("/v1/models/") => {
                 let id = p.trim_start_matches("/v1/models/");
                 match self.config.models.retrieve(id, host::now_secs()) {
                     Some(m) => {
-                        host::send(200, &[("content-type", "application/json".into())], m.to_string().as_bytes());
+                        host::send(
+                            200,
+                            &[("content-type", "application/json".into())],
+                            m.to_string().as_bytes(),
+                        );
                         Action::Pause
                     }
                     None => self.refuse(&GatewayError::model_not_found(id)),
@@ -100,7 +117,11 @@ impl HttpContext for Route {
             if !asked {
                 match serde_json::to_vec(&value) {
                     Ok(b) => host::set_body(Buffer::HttpRequestBody, 0, body_size, &b),
-                    Err(_) => return self.refuse(&GatewayError::invalid_request("could not re-encode the body")),
+                    Err(_) => {
+                        return self.refuse(&GatewayError::invalid_request(
+                            "could not re-encode the body",
+                        ))
+                    }
                 }
                 self.strip_pending = self.config.strip_unrequested_usage;
             }
@@ -112,7 +133,8 @@ impl HttpContext for Route {
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         if self.strip_pending {
             let resp = host::map_response();
-            let sse = host::header_str(resp, "content-type").is_some_and(|c| c.starts_with("text/event-stream"));
+            let sse = host::header_str(resp, "content-type")
+                .is_some_and(|c| c.starts_with("text/event-stream"));
             if sse {
                 host::remove_header(resp, "content-length");
                 self.strip = Some(UsageStripper::default());

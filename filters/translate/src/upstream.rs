@@ -10,7 +10,14 @@ use sluice_host::{self as host, Buffer};
 
 /// Request headers the upstream filter owns: removed on every attempt (client credentials must
 /// never reach a provider; the credential injector adds the provider's own after this filter).
-const STRIPPED: &[&str] = &["accept-encoding", "content-length", "authorization", "x-api-key", "api-key", "x-goog-api-key"];
+const STRIPPED: &[&str] = &[
+    "accept-encoding",
+    "content-length",
+    "authorization",
+    "x-api-key",
+    "api-key",
+    "x-goog-api-key",
+];
 
 enum Mode {
     /// Not decided yet (request phase).
@@ -31,13 +38,20 @@ pub struct Upstream {
 
 impl Default for Upstream {
     fn default() -> Self {
-        Upstream { backend: None, plan: None, mode: Mode::None, reading_body: false }
+        Upstream {
+            backend: None,
+            plan: None,
+            mode: Mode::None,
+            reading_body: false,
+        }
     }
 }
 
 fn load_backend() -> Result<Backend, String> {
-    let md = host::property(vec!["xds", "upstream_host_metadata"]).ok_or("the upstream host has no metadata")?;
-    let v = metadata::filter_metadata(&md, "sluice").ok_or("the upstream host has no filter_metadata.sluice")?;
+    let md = host::property(vec!["xds", "upstream_host_metadata"])
+        .ok_or("the upstream host has no metadata")?;
+    let v = metadata::filter_metadata(&md, "sluice")
+        .ok_or("the upstream host has no filter_metadata.sluice")?;
     Backend::from_json(&v).map_err(|e| format!("filter_metadata.sluice.{e}"))
 }
 
@@ -57,7 +71,14 @@ impl HttpContext for Upstream {
             Ok(b) => b,
             Err(e) => {
                 host::log(LogLevel::Error, &format!("sluice-translate(upstream): {e}"));
-                return self.refuse(&GatewayError::new(500, "server_error", "The gateway's upstream configuration is invalid.").with_code("gateway_misconfigured"));
+                return self.refuse(
+                    &GatewayError::new(
+                        500,
+                        "server_error",
+                        "The gateway's upstream configuration is invalid.",
+                    )
+                    .with_code("gateway_misconfigured"),
+                );
             }
         };
         for h in STRIPPED {
@@ -83,7 +104,9 @@ impl HttpContext for Upstream {
             return Action::Pause;
         }
         self.reading_body = false;
-        let Some(backend) = &self.backend else { return Action::Continue };
+        let Some(backend) = &self.backend else {
+            return Action::Continue;
+        };
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
         let plan = match backend.plan(&body) {
             Ok(p) => p,
@@ -100,10 +123,14 @@ impl HttpContext for Upstream {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let (Some(plan), Some(backend)) = (&self.plan, &self.backend) else { return Action::Continue };
+        let (Some(plan), Some(backend)) = (&self.plan, &self.backend) else {
+            return Action::Continue;
+        };
         let resp = host::map_response();
         host::set_header(resp, "x-sluice-provider", Some(backend.display_name()));
-        let status: u16 = host::header_str(resp, ":status").and_then(|s| s.parse().ok()).unwrap_or(502);
+        let status: u16 = host::header_str(resp, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(502);
         if !(200..300).contains(&status) {
             let retry_after = host::header_str(resp, "retry-after");
             if end_of_stream {
@@ -145,11 +172,17 @@ impl HttpContext for Upstream {
             }
             Mode::Json | Mode::Error(..) if !end_of_stream => Action::Pause,
             Mode::Json => {
-                let Some(plan) = &self.plan else { return Action::Continue };
+                let Some(plan) = &self.plan else {
+                    return Action::Continue;
+                };
                 let body = host::body(Buffer::HttpResponseBody, 0, body_size);
                 match plan.translate_json(&body, host::now_secs()) {
                     Ok(out) => {
-                        host::set_header(host::map_response(), "content-type", Some("application/json"));
+                        host::set_header(
+                            host::map_response(),
+                            "content-type",
+                            Some("application/json"),
+                        );
                         if !plan.is_passthrough() || out.len() != body.len() {
                             host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
                         }
@@ -162,7 +195,9 @@ impl HttpContext for Upstream {
                 Action::Continue
             }
             Mode::Error(status, retry_after) => {
-                let Some(plan) = &self.plan else { return Action::Continue };
+                let Some(plan) = &self.plan else {
+                    return Action::Continue;
+                };
                 let body = host::body(Buffer::HttpResponseBody, 0, body_size);
                 let err = plan.map_error(*status, &body, retry_after.as_deref());
                 set_error_headers(&err);

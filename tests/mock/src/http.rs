@@ -48,7 +48,10 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>>
         }
     }
     let mut body = Vec::new();
-    if headers.get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    if headers
+        .get("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         loop {
             let mut size = String::new();
             r.read_line(&mut size)?;
@@ -70,11 +73,20 @@ pub fn read_request(r: &mut BufReader<TcpStream>) -> io::Result<Option<Request>>
             chunk.truncate(n);
             body.extend_from_slice(&chunk);
         }
-    } else if let Some(n) = headers.get("content-length").and_then(|v| v.parse::<usize>().ok()) {
+    } else if let Some(n) = headers
+        .get("content-length")
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         body.resize(n, 0);
         r.read_exact(&mut body)?;
     }
-    Ok(Some(Request { method, path, query, headers, body }))
+    Ok(Some(Request {
+        method,
+        path,
+        query,
+        headers,
+        body,
+    }))
 }
 
 fn reason(status: u16) -> &'static str {
@@ -92,8 +104,17 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-pub fn write_full(w: &mut TcpStream, status: u16, headers: &[(&str, String)], body: &[u8]) -> io::Result<()> {
-    let mut out = format!("HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n", reason(status), body.len());
+pub fn write_full(
+    w: &mut TcpStream,
+    status: u16,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> io::Result<()> {
+    let mut out = format!(
+        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",
+        reason(status),
+        body.len()
+    );
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -109,8 +130,15 @@ pub struct Chunked<'a> {
 }
 
 impl<'a> Chunked<'a> {
-    pub fn start(w: &'a mut TcpStream, status: u16, headers: &[(&str, String)]) -> io::Result<Self> {
-        let mut out = format!("HTTP/1.1 {status} {}\r\ntransfer-encoding: chunked\r\n", reason(status));
+    pub fn start(
+        w: &'a mut TcpStream,
+        status: u16,
+        headers: &[(&str, String)],
+    ) -> io::Result<Self> {
+        let mut out = format!(
+            "HTTP/1.1 {status} {}\r\ntransfer-encoding: chunked\r\n",
+            reason(status)
+        );
         for (k, v) in headers {
             out.push_str(&format!("{k}: {v}\r\n"));
         }
@@ -124,7 +152,8 @@ impl<'a> Chunked<'a> {
         if data.is_empty() {
             return Ok(());
         }
-        self.w.write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
+        self.w
+            .write_all(format!("{:x}\r\n", data.len()).as_bytes())?;
         self.w.write_all(data)?;
         self.w.write_all(b"\r\n")?;
         self.w.flush()

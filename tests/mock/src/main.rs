@@ -19,6 +19,9 @@
 //! | `x-mock-cached-tokens: N` | report N cached prompt tokens |
 //! | `x-mock-tag: T` | remember the request; `GET /_mock/requests/T` returns what arrived |
 
+// Test tooling, not the data path: readability over these two lints.
+#![allow(clippy::nonminimal_bool, clippy::type_complexity)]
+
 mod http;
 mod providers;
 
@@ -47,7 +50,9 @@ pub enum After {
 }
 
 fn arg(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1).cloned())
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -76,7 +81,10 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+    let addr = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!("sluice-mock listening on {addr}");
     for stream in listener.incoming().flatten() {
         let state = Arc::clone(&state);
@@ -86,7 +94,9 @@ fn main() {
 
 fn serve(stream: TcpStream, state: &State) {
     let _ = stream.set_nodelay(true);
-    let Ok(read_half) = stream.try_clone() else { return };
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {

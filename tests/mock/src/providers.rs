@@ -35,7 +35,11 @@ struct Reply {
 
 impl Reply {
     fn output_tokens(&self) -> u64 {
-        let tool = self.tool.as_ref().map(|(_, a)| words(&a.to_string())).unwrap_or(0);
+        let tool = self
+            .tool
+            .as_ref()
+            .map(|(_, a)| words(&a.to_string()))
+            .unwrap_or(0);
         words(&self.text) + tool + if self.thinking { 2 } else { 0 }
     }
 }
@@ -48,7 +52,11 @@ fn count_words(v: &Value) -> u64 {
     match v {
         Value::String(s) if s.len() < 200 || !s.contains("base64") => words(s),
         Value::Array(a) => a.iter().map(count_words).sum(),
-        Value::Object(o) => o.iter().filter(|(k, _)| k.as_str() != "data").map(|(_, v)| count_words(v)).sum(),
+        Value::Object(o) => o
+            .iter()
+            .filter(|(k, _)| k.as_str() != "data")
+            .map(|(_, v)| count_words(v))
+            .sum(),
         _ => 0,
     }
 }
@@ -63,7 +71,12 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             let seen = state.seen.lock().ok().and_then(|m| m.get(tag).cloned());
             return match seen {
                 Some(v) => {
-                    http::write_full(w, 200, &[("content-type", "application/json".into())], v.to_string().as_bytes())?;
+                    http::write_full(
+                        w,
+                        200,
+                        &[("content-type", "application/json".into())],
+                        v.to_string().as_bytes(),
+                    )?;
                     Ok(After::KeepAlive)
                 }
                 None => {
@@ -73,7 +86,9 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             };
         }
     }
-    let provider = if req.path.starts_with("/openai/deployments/") && req.path.ends_with("/chat/completions") {
+    let provider = if req.path.starts_with("/openai/deployments/")
+        && req.path.ends_with("/chat/completions")
+    {
         Provider::Azure
     } else if req.path.ends_with("/chat/completions") {
         Provider::OpenAi
@@ -82,7 +97,12 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     } else if req.path.contains("/models/") && req.path.contains(':') {
         Provider::Gemini
     } else {
-        http::write_full(w, 404, &[("content-type", "text/plain".into())], b"unknown path")?;
+        http::write_full(
+            w,
+            404,
+            &[("content-type", "text/plain".into())],
+            b"unknown path",
+        )?;
         return Ok(After::KeepAlive);
     };
     let parsed: Option<Value> = serde_json::from_slice(&req.body).ok();
@@ -99,14 +119,23 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             m.insert(tag.to_string(), record);
         }
     }
-    if let Some(ms) = req.header("x-mock-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
+    if let Some(ms) = req
+        .header("x-mock-delay-ms")
+        .and_then(|v| v.parse::<u64>().ok())
+    {
         std::thread::sleep(Duration::from_millis(ms.min(600_000)));
     }
     if let Err((status, msg)) = check_auth(provider, req, state) {
         return error(w, provider, status, &msg, None);
     }
     if let Some(h) = req.headers.keys().find(|k| k.starts_with("x-sluice-")) {
-        return error(w, provider, 400, &format!("internal header {h} reached the provider"), None);
+        return error(
+            w,
+            provider,
+            400,
+            &format!("internal header {h} reached the provider"),
+            None,
+        );
     }
     let Some(Value::Object(body)) = parsed else {
         return error(w, provider, 400, "request body is not a JSON object", None);
@@ -119,7 +148,10 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     if let Err(msg) = checked {
         return error(w, provider, 400, &msg, None);
     }
-    if let Some(status) = req.header("x-mock-status").and_then(|s| s.parse::<u16>().ok()) {
+    if let Some(status) = req
+        .header("x-mock-status")
+        .and_then(|s| s.parse::<u16>().ok())
+    {
         let retry = req.header("x-mock-retry-after").unwrap_or("1").to_string();
         return error(w, provider, status, "mock fault injected", Some(retry));
     }
@@ -127,7 +159,12 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     match fault {
         "reset" => return Ok(After::Reset),
         "garbage" => {
-            http::write_full(w, 200, &[("content-type", "text/html".into())], b"<html><body>502 oops</body></html>")?;
+            http::write_full(
+                w,
+                200,
+                &[("content-type", "text/html".into())],
+                b"<html><body>502 oops</body></html>",
+            )?;
             return Ok(After::KeepAlive);
         }
         _ => {}
@@ -139,7 +176,12 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             Provider::Anthropic => anthropic_json(&reply),
             Provider::Gemini => gemini_json(&reply),
         };
-        http::write_full(w, 200, &[("content-type", "application/json".into())], v.to_string().as_bytes())?;
+        http::write_full(
+            w,
+            200,
+            &[("content-type", "application/json".into())],
+            v.to_string().as_bytes(),
+        )?;
         return Ok(After::KeepAlive);
     }
     let mut events = match provider {
@@ -167,8 +209,18 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         _ => {}
     }
     let bytes: Vec<u8> = events.concat().into_bytes();
-    let mut out = Chunked::start(w, 200, &[("content-type", "text/event-stream".into()), ("cache-control", "no-cache".into())])?;
-    match req.header("x-mock-split").and_then(|s| s.parse::<u64>().ok()) {
+    let mut out = Chunked::start(
+        w,
+        200,
+        &[
+            ("content-type", "text/event-stream".into()),
+            ("cache-control", "no-cache".into()),
+        ],
+    )?;
+    match req
+        .header("x-mock-split")
+        .and_then(|s| s.parse::<u64>().ok())
+    {
         Some(seed) => {
             let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
             let mut rest = bytes.as_slice();
@@ -237,7 +289,13 @@ fn check_auth(p: Provider, req: &Request, state: &State) -> Result<(), (u16, Str
     }
 }
 
-fn error(w: &mut TcpStream, p: Provider, status: u16, msg: &str, retry: Option<String>) -> io::Result<After> {
+fn error(
+    w: &mut TcpStream,
+    p: Provider,
+    status: u16,
+    msg: &str,
+    retry: Option<String>,
+) -> io::Result<After> {
     let body = match p {
         Provider::OpenAi | Provider::Azure => {
             let (kind, code) = match status {
@@ -304,10 +362,17 @@ fn only_keys(o: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(),
 }
 
 fn validate_openai(b: &Map<String, Value>) -> Result<(), String> {
-    if !b.get("model").and_then(Value::as_str).is_some_and(|s| !s.is_empty()) {
+    if !b
+        .get("model")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+    {
         return Err("you must provide a model parameter".into());
     }
-    let msgs = b.get("messages").and_then(Value::as_array).ok_or("'messages' is a required property")?;
+    let msgs = b
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("'messages' is a required property")?;
     if msgs.is_empty() {
         return Err("'messages' must contain at least one message".into());
     }
@@ -321,7 +386,9 @@ fn validate_openai(b: &Map<String, Value>) -> Result<(), String> {
         }
     }
     if b.contains_key("stream_options") && b.get("stream").and_then(Value::as_bool) != Some(true) {
-        return Err("The 'stream_options' parameter is only allowed when 'stream' is enabled.".into());
+        return Err(
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.".into(),
+        );
     }
     Ok(())
 }
@@ -329,13 +396,31 @@ fn validate_openai(b: &Map<String, Value>) -> Result<(), String> {
 fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
     only_keys(
         b,
-        &["model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature", "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier"],
+        &[
+            "model",
+            "messages",
+            "max_tokens",
+            "system",
+            "metadata",
+            "stop_sequences",
+            "stream",
+            "temperature",
+            "top_p",
+            "top_k",
+            "tools",
+            "tool_choice",
+            "thinking",
+            "service_tier",
+        ],
         "body",
     )?;
     if !is_str(b.get("model")) {
         return Err("model: Field required".into());
     }
-    let max = b.get("max_tokens").and_then(Value::as_u64).ok_or("max_tokens: Field required")?;
+    let max = b
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .ok_or("max_tokens: Field required")?;
     if max == 0 {
         return Err("max_tokens: must be at least 1".into());
     }
@@ -348,15 +433,26 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
         None | Some(Value::String(_)) => {}
         Some(Value::Array(blocks)) => {
             for (i, s) in blocks.iter().enumerate() {
-                if s.get("type").and_then(Value::as_str) != Some("text") || !s.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
-                    return Err(format!("system.{i}: system blocks must be non-empty text blocks"));
+                if s.get("type").and_then(Value::as_str) != Some("text")
+                    || !s
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+                {
+                    return Err(format!(
+                        "system.{i}: system blocks must be non-empty text blocks"
+                    ));
                 }
             }
         }
         Some(_) => return Err("system: Input should be a valid string or list".into()),
     }
     if let Some(m) = b.get("metadata") {
-        only_keys(m.as_object().ok_or("metadata: must be an object")?, &["user_id"], "metadata")?;
+        only_keys(
+            m.as_object().ok_or("metadata: must be an object")?,
+            &["user_id"],
+            "metadata",
+        )?;
     }
     if let Some(s) = b.get("stop_sequences") {
         if !s.as_array().is_some_and(|a| a.iter().all(Value::is_string)) {
@@ -365,12 +461,32 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
     }
     let mut tool_names = Vec::new();
     if let Some(tools) = b.get("tools") {
-        for (i, t) in tools.as_array().ok_or("tools: must be a list")?.iter().enumerate() {
-            let name = t.get("name").and_then(Value::as_str).ok_or(format!("tools.{i}.name: Field required"))?;
+        for (i, t) in tools
+            .as_array()
+            .ok_or("tools: must be a list")?
+            .iter()
+            .enumerate()
+        {
+            let name = t
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or(format!("tools.{i}.name: Field required"))?;
             if t.pointer("/input_schema/type").and_then(Value::as_str) != Some("object") {
-                return Err(format!("tools.{i}.input_schema.type: Input should be 'object'"));
+                return Err(format!(
+                    "tools.{i}.input_schema.type: Input should be 'object'"
+                ));
             }
-            only_keys(t.as_object().ok_or("tool must be an object")?, &["name", "description", "input_schema", "cache_control", "type"], &format!("tools.{i}"))?;
+            only_keys(
+                t.as_object().ok_or("tool must be an object")?,
+                &[
+                    "name",
+                    "description",
+                    "input_schema",
+                    "cache_control",
+                    "type",
+                ],
+                &format!("tools.{i}"),
+            )?;
             tool_names.push(name.to_string());
         }
     }
@@ -379,7 +495,12 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
         if !["auto", "any", "tool", "none"].contains(&kind) {
             return Err(format!("tool_choice.type: invalid '{kind}'"));
         }
-        if kind == "tool" && !tc.get("name").and_then(Value::as_str).is_some_and(|n| tool_names.iter().any(|t| t == n)) {
+        if kind == "tool"
+            && !tc
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| tool_names.iter().any(|t| t == n))
+        {
             return Err("tool_choice.name: must name one of the tools".into());
         }
         if tool_names.is_empty() {
@@ -388,20 +509,29 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
     }
     if let Some(th) = b.get("thinking") {
         let budget = th.get("budget_tokens").and_then(Value::as_u64).unwrap_or(0);
-        if th.get("type").and_then(Value::as_str) == Some("enabled") && (budget < 1024 || budget >= max) {
-            return Err("thinking.budget_tokens: must be at least 1024 and less than max_tokens".into());
+        if th.get("type").and_then(Value::as_str) == Some("enabled")
+            && (budget < 1024 || budget >= max)
+        {
+            return Err(
+                "thinking.budget_tokens: must be at least 1024 and less than max_tokens".into(),
+            );
         }
         if b.contains_key("temperature") {
             return Err("temperature may only be set to 1 when thinking is enabled".into());
         }
     }
-    let msgs = b.get("messages").and_then(Value::as_array).ok_or("messages: Field required")?;
+    let msgs = b
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or("messages: Field required")?;
     if msgs.is_empty() {
         return Err("messages: at least one message is required".into());
     }
     let mut prev_tool_uses: Vec<String> = Vec::new();
     for (i, m) in msgs.iter().enumerate() {
-        let o = m.as_object().ok_or(format!("messages.{i}: must be an object"))?;
+        let o = m
+            .as_object()
+            .ok_or(format!("messages.{i}: must be an object"))?;
         only_keys(o, &["role", "content"], &format!("messages.{i}"))?;
         let role = o.get("role").and_then(Value::as_str).unwrap_or_default();
         let want = if i % 2 == 0 { "user" } else { "assistant" };
@@ -411,7 +541,11 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
         let blocks: Vec<Value> = match o.get("content") {
             Some(Value::String(s)) if !s.is_empty() => vec![json!({"type":"text","text":s})],
             Some(Value::Array(a)) if !a.is_empty() => a.clone(),
-            _ => return Err(format!("messages.{i}: all messages must have non-empty content")),
+            _ => {
+                return Err(format!(
+                    "messages.{i}: all messages must have non-empty content"
+                ))
+            }
         };
         let mut uses = Vec::new();
         let mut results = Vec::new();
@@ -420,17 +554,28 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
             let at = format!("messages.{i}.content.{j}");
             match blk.get("type").and_then(Value::as_str).unwrap_or_default() {
                 "text" => {
-                    if !blk.get("text").and_then(Value::as_str).is_some_and(|t| !t.is_empty()) {
+                    if !blk
+                        .get("text")
+                        .and_then(Value::as_str)
+                        .is_some_and(|t| !t.is_empty())
+                    {
                         return Err(format!("{at}: text content blocks must be non-empty"));
                     }
                     seen_other = true;
                 }
                 "image" => {
-                    let src = blk.get("source").ok_or(format!("{at}.source: Field required"))?;
+                    let src = blk
+                        .get("source")
+                        .ok_or(format!("{at}.source: Field required"))?;
                     match src.get("type").and_then(Value::as_str) {
                         Some("base64") => {
-                            let mt = src.get("media_type").and_then(Value::as_str).unwrap_or_default();
-                            if !["image/jpeg", "image/png", "image/gif", "image/webp"].contains(&mt) || !is_str(src.get("data")) {
+                            let mt = src
+                                .get("media_type")
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            if !["image/jpeg", "image/png", "image/gif", "image/webp"].contains(&mt)
+                                || !is_str(src.get("data"))
+                            {
                                 return Err(format!("{at}.source: invalid base64 image source"));
                             }
                         }
@@ -440,23 +585,35 @@ fn validate_anthropic(b: &Map<String, Value>) -> Result<(), String> {
                     seen_other = true;
                 }
                 "tool_use" if role == "assistant" => {
-                    if !is_str(blk.get("id")) || !is_str(blk.get("name")) || !blk.get("input").is_some_and(Value::is_object) {
+                    if !is_str(blk.get("id"))
+                        || !is_str(blk.get("name"))
+                        || !blk.get("input").is_some_and(Value::is_object)
+                    {
                         return Err(format!("{at}: tool_use needs id, name and an object input"));
                     }
                     uses.push(blk["id"].as_str().unwrap_or_default().to_string());
                 }
                 "tool_result" if role == "user" => {
                     if seen_other {
-                        return Err(format!("{at}: tool_result blocks must come first in the user message"));
+                        return Err(format!(
+                            "{at}: tool_result blocks must come first in the user message"
+                        ));
                     }
-                    let id = blk.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
+                    let id = blk
+                        .get("tool_use_id")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
                     if !prev_tool_uses.iter().any(|u| u == id) {
                         return Err(format!("{at}: unexpected tool_use_id '{id}' in tool_result blocks: each tool_result must have a corresponding tool_use block in the previous message"));
                     }
                     results.push(id.to_string());
                 }
                 "thinking" | "redacted_thinking" if role == "assistant" => {}
-                other => return Err(format!("{at}.type: '{other}' is not allowed in a {role} message")),
+                other => {
+                    return Err(format!(
+                        "{at}.type: '{other}' is not allowed in a {role} message"
+                    ))
+                }
             }
         }
         if role == "user" {
@@ -477,21 +634,56 @@ fn validate_gemini(b: &Map<String, Value>, req: &Request) -> Result<(), String> 
     if !stream && !req.path.ends_with(":generateContent") {
         return Err(format!("unknown method in {}", req.path));
     }
-    only_keys(b, &["contents", "systemInstruction", "generationConfig", "tools", "toolConfig", "safetySettings", "cachedContent"], "GenerateContentRequest")
-        .map_err(|e| format!("Invalid JSON payload received. Unknown name in {e}"))?;
+    only_keys(
+        b,
+        &[
+            "contents",
+            "systemInstruction",
+            "generationConfig",
+            "tools",
+            "toolConfig",
+            "safetySettings",
+            "cachedContent",
+        ],
+        "GenerateContentRequest",
+    )
+    .map_err(|e| format!("Invalid JSON payload received. Unknown name in {e}"))?;
     if let Some(gc) = b.get("generationConfig") {
         only_keys(
             gc.as_object().ok_or("generationConfig must be an object")?,
-            &["maxOutputTokens", "temperature", "topP", "topK", "stopSequences", "candidateCount", "seed", "presencePenalty", "frequencyPenalty", "responseMimeType", "responseSchema", "responseJsonSchema", "thinkingConfig", "responseLogprobs", "logprobs"],
+            &[
+                "maxOutputTokens",
+                "temperature",
+                "topP",
+                "topK",
+                "stopSequences",
+                "candidateCount",
+                "seed",
+                "presencePenalty",
+                "frequencyPenalty",
+                "responseMimeType",
+                "responseSchema",
+                "responseJsonSchema",
+                "thinkingConfig",
+                "responseLogprobs",
+                "logprobs",
+            ],
             "generationConfig",
         )?;
     }
     if let Some(si) = b.get("systemInstruction") {
-        if !si.get("parts").and_then(Value::as_array).is_some_and(|p| !p.is_empty() && p.iter().all(|x| is_str(x.get("text")))) {
+        if !si
+            .get("parts")
+            .and_then(Value::as_array)
+            .is_some_and(|p| !p.is_empty() && p.iter().all(|x| is_str(x.get("text"))))
+        {
             return Err("systemInstruction.parts must be text parts".into());
         }
     }
-    let contents = b.get("contents").and_then(Value::as_array).ok_or("contents is not specified")?;
+    let contents = b
+        .get("contents")
+        .and_then(Value::as_array)
+        .ok_or("contents is not specified")?;
     if contents.is_empty() {
         return Err("contents is not specified".into());
     }
@@ -499,16 +691,28 @@ fn validate_gemini(b: &Map<String, Value>, req: &Request) -> Result<(), String> 
     for (i, c) in contents.iter().enumerate() {
         let role = c.get("role").and_then(Value::as_str).unwrap_or_default();
         if role != "user" && role != "model" {
-            return Err(format!("contents[{i}].role: Please use a valid role: user, model."));
+            return Err(format!(
+                "contents[{i}].role: Please use a valid role: user, model."
+            ));
         }
-        let parts = c.get("parts").and_then(Value::as_array).filter(|p| !p.is_empty())
+        let parts = c
+            .get("parts")
+            .and_then(Value::as_array)
+            .filter(|p| !p.is_empty())
             .ok_or(format!("contents[{i}].parts: must not be empty"))?;
         let mut calls = Vec::new();
         for (j, p) in parts.iter().enumerate() {
-            let o = p.as_object().ok_or(format!("contents[{i}].parts[{j}] must be an object"))?;
-            let data: Vec<&String> = o.keys().filter(|k| !["thought", "thoughtSignature"].contains(&k.as_str())).collect();
+            let o = p
+                .as_object()
+                .ok_or(format!("contents[{i}].parts[{j}] must be an object"))?;
+            let data: Vec<&String> = o
+                .keys()
+                .filter(|k| !["thought", "thoughtSignature"].contains(&k.as_str()))
+                .collect();
             if data.len() != 1 {
-                return Err(format!("contents[{i}].parts[{j}]: a part must have exactly one data field"));
+                return Err(format!(
+                    "contents[{i}].parts[{j}]: a part must have exactly one data field"
+                ));
             }
             match data[0].as_str() {
                 "text" | "inlineData" | "fileData" => {}
@@ -516,7 +720,12 @@ fn validate_gemini(b: &Map<String, Value>, req: &Request) -> Result<(), String> 
                     if o.get("thoughtSignature").and_then(Value::as_str) != Some(SIGNATURE) {
                         return Err(format!("contents[{i}].parts[{j}]: Function call is missing a thought_signature"));
                     }
-                    calls.push(p["functionCall"]["name"].as_str().unwrap_or_default().to_string());
+                    calls.push(
+                        p["functionCall"]["name"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                    );
                 }
                 "functionResponse" if role == "user" => {
                     let name = p["functionResponse"]["name"].as_str().unwrap_or_default();
@@ -524,10 +733,16 @@ fn validate_gemini(b: &Map<String, Value>, req: &Request) -> Result<(), String> 
                         return Err(format!("contents[{i}].parts[{j}]: functionResponse '{name}' does not answer a functionCall of the previous turn"));
                     }
                     if !p["functionResponse"]["response"].is_object() {
-                        return Err(format!("contents[{i}].parts[{j}].functionResponse.response must be an object"));
+                        return Err(format!(
+                            "contents[{i}].parts[{j}].functionResponse.response must be an object"
+                        ));
                     }
                 }
-                other => return Err(format!("contents[{i}].parts[{j}]: '{other}' is not allowed for role {role}")),
+                other => {
+                    return Err(format!(
+                        "contents[{i}].parts[{j}]: '{other}' is not allowed for role {role}"
+                    ))
+                }
             }
         }
         prev_calls = calls;
@@ -542,10 +757,17 @@ fn text_of(v: &Value) -> String {
         Value::String(s) => s.clone(),
         Value::Array(a) => a
             .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str).map(str::to_string).or_else(|| {
-                // tool results and function responses echo their content
-                p.get("content").map(text_of).or_else(|| p.get("functionResponse").map(|f| f["response"].to_string()))
-            }))
+            .filter_map(|p| {
+                p.get("text")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+                    .or_else(|| {
+                        // tool results and function responses echo their content
+                        p.get("content").map(text_of).or_else(|| {
+                            p.get("functionResponse").map(|f| f["response"].to_string())
+                        })
+                    })
+            })
             .collect::<Vec<_>>()
             .join(""),
         _ => String::new(),
@@ -553,10 +775,18 @@ fn text_of(v: &Value) -> String {
 }
 
 fn fill(schema: &Value) -> Value {
-    if let Some(first) = schema.get("enum").and_then(Value::as_array).and_then(|e| e.first()) {
+    if let Some(first) = schema
+        .get("enum")
+        .and_then(Value::as_array)
+        .and_then(|e| e.first())
+    {
         return first.clone();
     }
-    match schema.get("type").and_then(Value::as_str).unwrap_or("object") {
+    match schema
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("object")
+    {
         "string" => json!("mock"),
         "integer" => json!(1),
         "number" => json!(1.5),
@@ -565,9 +795,21 @@ fn fill(schema: &Value) -> Value {
         "null" => Value::Null,
         _ => {
             let mut o = Map::new();
-            for r in schema.get("required").and_then(Value::as_array).into_iter().flatten() {
+            for r in schema
+                .get("required")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if let Some(name) = r.as_str() {
-                    o.insert(name.into(), fill(schema.pointer(&format!("/properties/{name}")).unwrap_or(&json!({"type":"string"}))));
+                    o.insert(
+                        name.into(),
+                        fill(
+                            schema
+                                .pointer(&format!("/properties/{name}"))
+                                .unwrap_or(&json!({"type":"string"})),
+                        ),
+                    );
                 }
             }
             Value::Object(o)
@@ -579,46 +821,102 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
     let whole = Value::Object(map.clone());
     let b = &whole;
     let empty = vec![];
-    let (last_text, tool, thinking, n, stream, include_usage, stops, max): (String, Option<(String, Value)>, bool, u32, bool, bool, Vec<String>, Option<u64>);
+    let (last_text, tool, thinking, n, stream, include_usage, stops, max): (
+        String,
+        Option<(String, Value)>,
+        bool,
+        u32,
+        bool,
+        bool,
+        Vec<String>,
+        Option<u64>,
+    );
     let strings = |v: Option<&Value>| -> Vec<String> {
         match v {
             Some(Value::String(s)) => vec![s.clone()],
-            Some(Value::Array(a)) => a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|s| s.as_str().map(str::to_string))
+                .collect(),
             _ => vec![],
         }
     };
     match p {
         Provider::OpenAi | Provider::Azure => {
-            let msgs = b.get("messages").and_then(Value::as_array).unwrap_or(&empty);
-            last_text = msgs.iter().rev().find(|m| m["role"] == "user" || m["role"] == "tool").map(|m| text_of(&m["content"])).unwrap_or_default();
+            let msgs = b
+                .get("messages")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            last_text = msgs
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user" || m["role"] == "tool")
+                .map(|m| text_of(&m["content"]))
+                .unwrap_or_default();
             let tools = b.get("tools").and_then(Value::as_array).unwrap_or(&empty);
             let pick = match b.get("tool_choice") {
-                Some(Value::String(s)) if s == "required" => tools.first().and_then(|t| t.pointer("/function/name")).and_then(Value::as_str),
-                Some(Value::Object(o)) => o.get("function").and_then(|f| f.get("name")).and_then(Value::as_str),
+                Some(Value::String(s)) if s == "required" => tools
+                    .first()
+                    .and_then(|t| t.pointer("/function/name"))
+                    .and_then(Value::as_str),
+                Some(Value::Object(o)) => o
+                    .get("function")
+                    .and_then(|f| f.get("name"))
+                    .and_then(Value::as_str),
                 _ => None,
             };
             tool = pick.map(|name| {
-                let schema = tools.iter().find(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name)).and_then(|t| t.pointer("/function/parameters")).cloned().unwrap_or(json!({}));
+                let schema = tools
+                    .iter()
+                    .find(|t| t.pointer("/function/name").and_then(Value::as_str) == Some(name))
+                    .and_then(|t| t.pointer("/function/parameters"))
+                    .cloned()
+                    .unwrap_or(json!({}));
                 (name.to_string(), fill(&schema))
             });
             thinking = false;
             n = b.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
             stream = b.get("stream").and_then(Value::as_bool) == Some(true);
-            include_usage = b.pointer("/stream_options/include_usage").and_then(Value::as_bool) == Some(true);
+            include_usage = b
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                == Some(true);
             stops = strings(b.get("stop"));
-            max = b.get("max_completion_tokens").or(b.get("max_tokens")).and_then(Value::as_u64);
+            max = b
+                .get("max_completion_tokens")
+                .or(b.get("max_tokens"))
+                .and_then(Value::as_u64);
         }
         Provider::Anthropic => {
-            let msgs = b.get("messages").and_then(Value::as_array).unwrap_or(&empty);
-            last_text = msgs.iter().rev().find(|m| m["role"] == "user").map(|m| text_of(&m["content"])).unwrap_or_default();
+            let msgs = b
+                .get("messages")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            last_text = msgs
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| text_of(&m["content"]))
+                .unwrap_or_default();
             let tools = b.get("tools").and_then(Value::as_array).unwrap_or(&empty);
-            let pick = match b.get("tool_choice").and_then(|t| t.get("type")).and_then(Value::as_str) {
-                Some("any") => tools.first().and_then(|t| t.get("name")).and_then(Value::as_str),
+            let pick = match b
+                .get("tool_choice")
+                .and_then(|t| t.get("type"))
+                .and_then(Value::as_str)
+            {
+                Some("any") => tools
+                    .first()
+                    .and_then(|t| t.get("name"))
+                    .and_then(Value::as_str),
                 Some("tool") => b.pointer("/tool_choice/name").and_then(Value::as_str),
                 _ => None,
             };
             tool = pick.map(|name| {
-                let schema = tools.iter().find(|t| t["name"] == name).map(|t| t["input_schema"].clone()).unwrap_or(json!({}));
+                let schema = tools
+                    .iter()
+                    .find(|t| t["name"] == name)
+                    .map(|t| t["input_schema"].clone())
+                    .unwrap_or(json!({}));
                 (name.to_string(), fill(&schema))
             });
             thinking = b.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled");
@@ -629,32 +927,101 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
             max = b.get("max_tokens").and_then(Value::as_u64);
         }
         Provider::Gemini => {
-            let contents = b.get("contents").and_then(Value::as_array).unwrap_or(&empty);
-            last_text = contents.iter().rev().find(|c| c["role"] == "user").map(|c| text_of(&c["parts"])).unwrap_or_default();
-            let decls: Vec<Value> = b.get("tools").and_then(Value::as_array).unwrap_or(&empty).iter()
-                .flat_map(|t| t.get("functionDeclarations").and_then(Value::as_array).cloned().unwrap_or_default()).collect();
+            let contents = b
+                .get("contents")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            last_text = contents
+                .iter()
+                .rev()
+                .find(|c| c["role"] == "user")
+                .map(|c| text_of(&c["parts"]))
+                .unwrap_or_default();
+            let decls: Vec<Value> = b
+                .get("tools")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty)
+                .iter()
+                .flat_map(|t| {
+                    t.get("functionDeclarations")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .collect();
             let cfg = b.pointer("/toolConfig/functionCallingConfig");
             let pick = match cfg.and_then(|c| c.get("mode")).and_then(Value::as_str) {
-                Some("ANY") => cfg.and_then(|c| c.pointer("/allowedFunctionNames/0")).and_then(Value::as_str)
-                    .or_else(|| decls.first().and_then(|d| d.get("name")).and_then(Value::as_str)),
+                Some("ANY") => cfg
+                    .and_then(|c| c.pointer("/allowedFunctionNames/0"))
+                    .and_then(Value::as_str)
+                    .or_else(|| {
+                        decls
+                            .first()
+                            .and_then(|d| d.get("name"))
+                            .and_then(Value::as_str)
+                    }),
                 _ => None,
             };
             tool = pick.map(|name| {
                 let d = decls.iter().find(|d| d["name"] == name);
-                let schema = d.and_then(|d| d.get("parametersJsonSchema").or(d.get("parameters"))).cloned().unwrap_or(json!({}));
+                let schema = d
+                    .and_then(|d| d.get("parametersJsonSchema").or(d.get("parameters")))
+                    .cloned()
+                    .unwrap_or(json!({}));
                 (name.to_string(), fill(&schema))
             });
-            thinking = b.pointer("/generationConfig/thinkingConfig/includeThoughts").and_then(Value::as_bool) == Some(true);
-            n = b.pointer("/generationConfig/candidateCount").and_then(Value::as_u64).unwrap_or(1) as u32;
+            thinking = b
+                .pointer("/generationConfig/thinkingConfig/includeThoughts")
+                .and_then(Value::as_bool)
+                == Some(true);
+            n = b
+                .pointer("/generationConfig/candidateCount")
+                .and_then(Value::as_u64)
+                .unwrap_or(1) as u32;
             stream = req.path.ends_with(":streamGenerateContent");
             include_usage = true;
             stops = strings(b.pointer("/generationConfig/stopSequences"));
-            max = b.pointer("/generationConfig/maxOutputTokens").and_then(Value::as_u64);
+            max = b
+                .pointer("/generationConfig/maxOutputTokens")
+                .and_then(Value::as_u64);
         }
     }
-    let mut text = format!("echo: {last_text}");
+    // JSON modes: answer an object that fits the schema, as a model constrained to it would.
+    let json_mode: Option<Value> = match p {
+        Provider::OpenAi | Provider::Azure => {
+            match b.pointer("/response_format/type").and_then(Value::as_str) {
+                Some("json_schema") => Some(
+                    b.pointer("/response_format/json_schema/schema")
+                        .cloned()
+                        .unwrap_or(json!({})),
+                ),
+                Some("json_object") => Some(Value::Null),
+                _ => None,
+            }
+        }
+        Provider::Gemini => (b
+            .pointer("/generationConfig/responseMimeType")
+            .and_then(Value::as_str)
+            == Some("application/json"))
+        .then(|| {
+            b.pointer("/generationConfig/responseJsonSchema")
+                .or(b.pointer("/generationConfig/responseSchema"))
+                .cloned()
+                .unwrap_or(Value::Null)
+        }),
+        Provider::Anthropic => None,
+    };
+    let mut text = match json_mode {
+        Some(Value::Null) => json!({"echo": last_text}).to_string(),
+        Some(schema) => fill(&schema).to_string(),
+        None => format!("echo: {last_text}"),
+    };
     let mut finish = "stop".to_string();
-    if let Some(s) = stops.iter().filter(|s| !s.is_empty()).find(|s| text.contains(s.as_str())) {
+    if let Some(s) = stops
+        .iter()
+        .filter(|s| !s.is_empty())
+        .find(|s| text.contains(s.as_str()))
+    {
         text.truncate(text.find(s.as_str()).unwrap_or(text.len()));
         finish = format!("stop_sequence:{s}");
     }
@@ -666,8 +1033,18 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
         }
     }
     let model = match p {
-        Provider::Gemini => req.path.split("/models/").nth(1).and_then(|s| s.split(':').next()).unwrap_or("gemini").to_string(),
-        _ => b.get("model").and_then(Value::as_str).unwrap_or("mock").to_string(),
+        Provider::Gemini => req
+            .path
+            .split("/models/")
+            .nth(1)
+            .and_then(|s| s.split(':').next())
+            .unwrap_or("gemini")
+            .to_string(),
+        _ => b
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or("mock")
+            .to_string(),
     };
     Reply {
         model,
@@ -678,7 +1055,10 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
         stream,
         include_usage,
         input_tokens: count_words(b),
-        cached_tokens: req.header("x-mock-cached-tokens").and_then(|v| v.parse().ok()).unwrap_or(0),
+        cached_tokens: req
+            .header("x-mock-cached-tokens")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
         finish,
     }
 }
@@ -744,7 +1124,10 @@ fn openai_sse(r: &Reply) -> Vec<String> {
                 }
             }
         }
-        out.push(chunk(json!([{"index":i,"delta":{},"logprobs":null,"finish_reason":openai_finish(r)}]), None));
+        out.push(chunk(
+            json!([{"index":i,"delta":{},"logprobs":null,"finish_reason":openai_finish(r)}]),
+            None,
+        ));
     }
     if r.include_usage {
         out.push(chunk(json!([]), Some(openai_usage(r))));
@@ -771,7 +1154,9 @@ fn anthropic_json(r: &Reply) -> Value {
         content.push(json!({"type":"thinking","thinking":"mock reasoning","signature":SIGNATURE}));
     }
     match &r.tool {
-        Some((name, input)) => content.push(json!({"type":"tool_use","id":"toolu_mock_0","name":name,"input":input})),
+        Some((name, input)) => {
+            content.push(json!({"type":"tool_use","id":"toolu_mock_0","name":name,"input":input}))
+        }
         None => content.push(json!({"type":"text","text":r.text})),
     }
     let (stop, seq) = anthropic_stop(r);
@@ -781,8 +1166,11 @@ fn anthropic_json(r: &Reply) -> Value {
 
 fn anthropic_sse(r: &Reply) -> Vec<String> {
     let ev = |name: &str, data: Value| format!("event: {name}\ndata: {data}\n\n");
-    let mut out = vec![ev("message_start", json!({"type":"message_start","message":{"id":"msg_mock","type":"message","role":"assistant","model":r.model,"content":[],"stop_reason":null,"stop_sequence":null,
-        "usage":{"input_tokens":r.input_tokens,"cache_creation_input_tokens":0,"cache_read_input_tokens":r.cached_tokens,"output_tokens":1}}}))];
+    let mut out = vec![ev(
+        "message_start",
+        json!({"type":"message_start","message":{"id":"msg_mock","type":"message","role":"assistant","model":r.model,"content":[],"stop_reason":null,"stop_sequence":null,
+        "usage":{"input_tokens":r.input_tokens,"cache_creation_input_tokens":0,"cache_read_input_tokens":r.cached_tokens,"output_tokens":1}}}),
+    )];
     out.push(ev("ping", json!({"type":"ping"})));
     let mut idx = 0;
     if r.thinking {
@@ -791,7 +1179,10 @@ fn anthropic_sse(r: &Reply) -> Vec<String> {
             out.push(ev("content_block_delta", json!({"type":"content_block_delta","index":idx,"delta":{"type":"thinking_delta","thinking":t}})));
         }
         out.push(ev("content_block_delta", json!({"type":"content_block_delta","index":idx,"delta":{"type":"signature_delta","signature":SIGNATURE}})));
-        out.push(ev("content_block_stop", json!({"type":"content_block_stop","index":idx})));
+        out.push(ev(
+            "content_block_stop",
+            json!({"type":"content_block_stop","index":idx}),
+        ));
         idx += 1;
     }
     match &r.tool {
@@ -810,7 +1201,10 @@ fn anthropic_sse(r: &Reply) -> Vec<String> {
             }
         }
     }
-    out.push(ev("content_block_stop", json!({"type":"content_block_stop","index":idx})));
+    out.push(ev(
+        "content_block_stop",
+        json!({"type":"content_block_stop","index":idx}),
+    ));
     let (stop, seq) = anthropic_stop(r);
     out.push(ev("message_delta", json!({"type":"message_delta","delta":{"stop_reason":stop,"stop_sequence":seq},"usage":{"output_tokens":r.output_tokens()}})));
     out.push(ev("message_stop", json!({"type":"message_stop"})));
@@ -840,7 +1234,8 @@ fn gemini_parts(r: &Reply) -> Vec<Value> {
         parts.push(json!({"text":"mock reasoning","thought":true}));
     }
     match &r.tool {
-        Some((name, args)) => parts.push(json!({"functionCall":{"name":name,"args":args},"thoughtSignature":SIGNATURE})),
+        Some((name, args)) => parts
+            .push(json!({"functionCall":{"name":name,"args":args},"thoughtSignature":SIGNATURE})),
         None => parts.push(json!({"text": r.text})),
     }
     parts
@@ -861,7 +1256,8 @@ fn gemini_sse(r: &Reply) -> Vec<String> {
         parts.push(json!({"text":"mock reasoning","thought":true}));
     }
     match &r.tool {
-        Some((name, args)) => parts.push(json!({"functionCall":{"name":name,"args":args},"thoughtSignature":SIGNATURE})),
+        Some((name, args)) => parts
+            .push(json!({"functionCall":{"name":name,"args":args},"thoughtSignature":SIGNATURE})),
         None => parts.extend(pieces(&r.text).into_iter().map(|p| json!({"text": p}))),
     }
     let last = parts.len().saturating_sub(1);
@@ -876,7 +1272,11 @@ fn gemini_sse(r: &Reply) -> Vec<String> {
             })
             .collect();
         let mut v = json!({"candidates":cands,"modelVersion":r.model,"responseId":"mockresp"});
-        v["usageMetadata"] = if k == last { gemini_usage(r) } else { json!({"promptTokenCount": r.input_tokens, "totalTokenCount": r.input_tokens}) };
+        v["usageMetadata"] = if k == last {
+            gemini_usage(r)
+        } else {
+            json!({"promptTokenCount": r.input_tokens, "totalTokenCount": r.input_tokens})
+        };
         out.push(ev(v));
     }
     out
