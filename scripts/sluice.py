@@ -127,9 +127,10 @@ def render(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: di
     env = dict(os.environ if env is None else env)
     cfg = yaml.safe_load(base.read_text())
     cfg = copy.deepcopy(cfg)  # anchors become independent copies
-    cfg["admin"]["address"]["socket_address"]["port_value"] = admin_port
+    listen = env.get("SLUICE_LISTEN_ADDRESS", "127.0.0.1")
+    cfg["admin"]["address"]["socket_address"].update(address=listen, port_value=admin_port)
     listener = cfg["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"]["port_value"] = port
+    listener["address"]["socket_address"].update(address=listen, port_value=port)
 
     def fix_paths(n):
         if isinstance(n, dict):

@@ -58,6 +58,8 @@ fn arg(args: &[String], name: &str) -> Option<String> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let port = arg(&args, "--port").unwrap_or_else(|| "0".into());
+    // Loopback unless told otherwise (docker-compose shares the mock's network with Envoy).
+    let host = arg(&args, "--host").unwrap_or_else(|| "127.0.0.1".into());
     let key = |name: &str, default: &str| arg(&args, name).unwrap_or_else(|| default.to_string());
     let state = Arc::new(State {
         keys: Keys {
@@ -74,10 +76,10 @@ fn main() {
             std::process::exit(0);
         });
     }
-    let listener = match TcpListener::bind(format!("127.0.0.1:{port}")) {
+    let listener = match TcpListener::bind(format!("{host}:{port}")) {
         Ok(l) => l,
         Err(e) => {
-            eprintln!("sluice-mock: cannot listen on 127.0.0.1:{port}: {e}");
+            eprintln!("sluice-mock: cannot listen on {host}:{port}: {e}");
             std::process::exit(1);
         }
     };
