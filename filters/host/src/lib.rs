@@ -66,6 +66,14 @@ pub fn property(path: Vec<&str>) -> Option<Vec<u8>> {
     hostcalls::get_property(path).ok().flatten()
 }
 
+/// Stores a value in the stream's filter state (readable in access logs as
+/// `%FILTER_STATE(wasm.<name>:PLAIN)%`).
+pub fn set_property(path: Vec<&str>, value: &[u8]) {
+    if hostcalls::set_property(path, Some(value)).is_err() {
+        warn_failed("set property");
+    }
+}
+
 pub fn now_secs() -> u64 {
     hostcalls::get_current_time()
         .ok()

@@ -52,6 +52,7 @@ impl HttpContext for Route {
             .trim_end_matches('/');
         match (method.as_str(), path) {
             ("POST", "/v1/chat/completions") => {
+                host::set_property(vec!["sluice_path"], path.as_bytes());
                 if end_of_stream {
                     return self.refuse(&GatewayError::invalid_request(
                         "The request body is empty: expected a JSON object with 'model' and 'messages'.",
@@ -127,6 +128,9 @@ impl HttpContext for Route {
             }
         }
         host::set_header(host::map_request(), MODEL_HEADER, Some(&req.model));
+        // The upstream filter rewrites the (shared) request headers per attempt; access logs
+        // read what the client asked for from here.
+        host::set_property(vec!["sluice_model"], req.model.as_bytes());
         Action::Continue
     }
 
