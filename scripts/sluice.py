@@ -10,7 +10,6 @@ placed in a wasm configuration. A provider without a key is left out (its models
 """
 from __future__ import annotations
 
-import copy
 import json
 import os
 import signal
@@ -54,6 +53,17 @@ PROVIDERS = {
         "routes": ["gemini-gemini"],
     },
 }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes every object in full (no YAML anchors/aliases) so the rendered file reads plainly."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def dump(cfg: dict) -> str:
+    return yaml.dump(cfg, Dumper=_PlainDumper, sort_keys=False)
 
 
 def _walk(node, fn):
@@ -126,7 +136,8 @@ def render(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: di
            base: Path = ROOT / "envoy/gateway.yaml") -> dict:
     env = dict(os.environ if env is None else env)
     cfg = yaml.safe_load(base.read_text())
-    cfg = copy.deepcopy(cfg)  # anchors become independent copies
+    # YAML aliases load as shared objects: copy each use so that edits stay local.
+    cfg = json.loads(json.dumps(cfg))
     listen = env.get("SLUICE_LISTEN_ADDRESS", "127.0.0.1")
     cfg["admin"]["address"]["socket_address"].update(address=listen, port_value=admin_port)
     listener = cfg["static_resources"]["listeners"][0]
@@ -194,7 +205,8 @@ class Stack:
 
     def __init__(self, run_dir: Path, *, port: int | None = None, admin_port: int | None = None,
                  mock_port: int | None = None, env: dict | None = None, concurrency: int = 2,
-                 log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False):
+                 log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
+                 mock_args: list[str] | None = None):
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
@@ -204,6 +216,7 @@ class Stack:
         self.log_level = log_level
         self.max_seconds = max_seconds
         self.quiet = quiet
+        self.mock_args = mock_args or []
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -213,7 +226,7 @@ class Stack:
     def start(self) -> "Stack":
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = subprocess.DEVNULL if self.quiet else None
-        mock_cmd = [str(MOCK), "--port", str(self.mock_port)]
+        mock_cmd = [str(MOCK), "--port", str(self.mock_port), *self.mock_args]
         if self.max_seconds:
             mock_cmd += ["--max-seconds", str(self.max_seconds)]
         self.procs.append(subprocess.Popen(mock_cmd, stdout=subprocess.DEVNULL))
@@ -221,7 +234,7 @@ class Stack:
         cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
                      run_dir=self.run_dir, env=self.env)
         path = self.run_dir / "gateway.yaml"
-        path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+        path.write_text(dump(cfg))
         envoy_cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(self.concurrency),
                      "--log-level", self.log_level, "--base-id", str(self.admin_port),
                      "--log-path", str(self.run_dir / "envoy.log")]
@@ -296,7 +309,7 @@ if __name__ == "__main__":
         cfg = render(port=int(os.environ.get("SLUICE_PORT", "10000")),
                      admin_port=int(os.environ.get("SLUICE_ADMIN_PORT", "9901")),
                      mock_port=int(os.environ.get("SLUICE_MOCK_PORT", "18080")), run_dir=ROOT / ".run")
-        Path(sys.argv[2]).write_text(yaml.safe_dump(cfg, sort_keys=False))
+        Path(sys.argv[2]).write_text(dump(cfg))
     else:
         print("usage: sluice.py run | render OUT", file=sys.stderr)
         sys.exit(2)
