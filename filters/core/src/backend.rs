@@ -216,8 +216,8 @@ impl ResponsePlan {
     pub fn stream_translator(&self, created: u64) -> Box<dyn StreamTranslator> {
         match self.provider {
             ProviderKind::Openai | ProviderKind::Azure => Box::new(openai_compat::Stream::new()),
-            ProviderKind::Anthropic => Box::new(openai_anthropic::Stream::new(self, created)),
-            ProviderKind::Gemini => Box::new(openai_gemini::Stream::new(self, created)),
+            ProviderKind::Anthropic => Box::new(openai_anthropic::stream(self, created)),
+            ProviderKind::Gemini => Box::new(openai_gemini::stream(self, created)),
         }
     }
 

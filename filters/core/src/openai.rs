@@ -624,6 +624,10 @@ pub struct Completion<'a> {
 }
 
 impl Completion<'_> {
+    pub fn to_bytes(&self) -> Result<Vec<u8>, GatewayError> {
+        serde_json::to_vec(&self.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
+    }
+
     pub fn to_json(&self) -> Value {
         let choices: Vec<Value> = self
             .choices
@@ -664,24 +668,40 @@ impl Completion<'_> {
     }
 }
 
-/// Reads `stream_options.include_usage` from a parsed body and makes sure a streaming request
-/// asks for usage. Returns whether the client asked for it itself.
-pub fn force_stream_usage(body: &mut Value) -> bool {
-    let Some(obj) = body.as_object_mut() else {
-        return false;
+/// Makes a streaming request ask for usage, so the gateway always knows what a stream cost.
+/// Returns `(asked, new_body)`: whether the client asked for usage itself, and the body to send
+/// when it had to change. When `stream_options` is absent (the common case) the field is
+/// inserted after the opening brace of the original bytes instead of re-encoding the body.
+pub fn force_stream_usage(body: &[u8], value: &Value) -> (bool, Option<Vec<u8>>) {
+    let Some(obj) = value.as_object() else {
+        return (false, None);
     };
     if obj.get("stream").and_then(Value::as_bool) != Some(true) {
-        return false;
+        return (false, None);
     }
-    let opts = obj.entry("stream_options").or_insert_with(|| json!({}));
-    if !opts.is_object() {
-        *opts = json!({});
+    match obj.get("stream_options") {
+        Some(opts) if opts.get("include_usage").and_then(Value::as_bool) == Some(true) => {
+            (true, None)
+        }
+        None => {
+            let Some(brace) = body.iter().position(|&b| b == b'{') else {
+                return (false, None);
+            };
+            const FIELD: &[u8] = b"\"stream_options\":{\"include_usage\":true},";
+            let mut out = Vec::with_capacity(body.len() + FIELD.len());
+            out.extend_from_slice(body.get(..=brace).unwrap_or_default());
+            out.extend_from_slice(FIELD);
+            out.extend_from_slice(body.get(brace + 1..).unwrap_or_default());
+            (false, Some(out))
+        }
+        Some(_) => {
+            let mut v = value.clone();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+            (false, serde_json::to_vec(&v).ok())
+        }
     }
-    let asked = opts.get("include_usage").and_then(Value::as_bool) == Some(true);
-    if let Some(o) = opts.as_object_mut() {
-        o.insert("include_usage".into(), Value::Bool(true));
-    }
-    asked
 }
 
 #[cfg(test)]
@@ -748,14 +768,30 @@ mod tests {
 
     #[test]
     fn forces_usage_on_streams_only() {
-        let mut v = json!({"stream": true});
-        assert!(!force_stream_usage(&mut v));
-        assert_eq!(v["stream_options"]["include_usage"], true);
-        let mut v = json!({"stream": true, "stream_options": {"include_usage": true}});
-        assert!(force_stream_usage(&mut v));
-        let mut v = json!({"stream": false});
-        assert!(!force_stream_usage(&mut v));
-        assert!(v.get("stream_options").is_none());
+        let check = |body: &str| {
+            let v = parse_body(body.as_bytes()).unwrap();
+            let (asked, out) = force_stream_usage(body.as_bytes(), &v);
+            (
+                asked,
+                out.map(|b| serde_json::from_slice::<Value>(&b).unwrap()),
+            )
+        };
+        let (asked, out) = check(r#" {"stream":true,"model":"m"}"#);
+        let out = out.unwrap();
+        assert!(!asked);
+        assert_eq!(out["stream_options"]["include_usage"], true);
+        assert_eq!(out["model"], "m");
+        let (_, out) = check(r#"{"stream":true,"stream_options":{"include_usage":false,"x":1}}"#);
+        assert_eq!(
+            out.unwrap()["stream_options"],
+            json!({"include_usage": true})
+        );
+        assert_eq!(
+            check(r#"{"stream":true,"stream_options":{"include_usage":true}}"#),
+            (true, None)
+        );
+        assert_eq!(check(r#"{"stream":false}"#), (false, None));
+        assert_eq!(check(r#"{}"#), (false, None));
     }
 
     #[test]

@@ -6,8 +6,8 @@ use crate::openai::{
     image_source, ChatRequest, Choice, Completion, Content, ContentPart, ImageSource, Message,
     ResponseFormat, ToolChoice, Usage,
 };
-use crate::sse::{SseEvent, SseParser};
-use crate::stream::{broken_event, cut_short, ChunkWriter, StreamTranslator};
+use crate::sse::SseEvent;
+use crate::stream::{broken_event, cut_short, ChunkWriter, EventTranslator, SseStream};
 use serde_json::{json, Map, Value};
 
 const PROVIDER: &str = "anthropic";
@@ -407,7 +407,7 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
         choices: vec![choice],
         usage: Some(usage),
     };
-    serde_json::to_vec(&c.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
+    c.to_bytes()
 }
 
 /// Status for an Anthropic error type met inside a stream.
@@ -434,8 +434,13 @@ enum Block {
 }
 
 /// Anthropic SSE -> OpenAI chunks.
-pub struct Stream {
-    parser: SseParser,
+pub type Stream = SseStream<Events>;
+
+pub fn stream(plan: &ResponsePlan, created: u64) -> Stream {
+    SseStream::new(Events::new(plan, created))
+}
+
+pub struct Events {
     w: ChunkWriter,
     json_tool: Option<String>,
     started: bool,
@@ -445,10 +450,9 @@ pub struct Stream {
     stop_reason: Option<String>,
 }
 
-impl Stream {
-    pub fn new(plan: &ResponsePlan, created: u64) -> Self {
-        Stream {
-            parser: SseParser::default(),
+impl Events {
+    fn new(plan: &ResponsePlan, created: u64) -> Self {
+        Events {
             w: ChunkWriter::new(
                 "chatcmpl-anthropic".into(),
                 plan.client_model.clone(),
@@ -469,6 +473,19 @@ impl Stream {
             .find(|(i, _)| *i == index)
             .map(|(_, b)| *b)
             .unwrap_or(Block::Other)
+    }
+}
+
+impl EventTranslator for Events {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn writer(&mut self) -> &mut ChunkWriter {
+        &mut self.w
+    }
+
+    fn end(&mut self, out: &mut Vec<u8>) {
+        // Anthropic ends every complete answer with message_stop, which closes the stream.
+        self.w.error(out, &cut_short(PROVIDER));
     }
 
     fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
@@ -583,46 +600,6 @@ impl Stream {
             _ => {} // ping, content_block_stop, and event types added later
         }
         Ok(())
-    }
-
-    fn events(&mut self, events: Result<Vec<SseEvent>, crate::sse::SseError>, out: &mut Vec<u8>) {
-        let result = events
-            .map_err(|e| broken_event(PROVIDER, e))
-            .and_then(|evs| {
-                evs.into_iter().try_for_each(|ev| {
-                    if self.w.is_closed() {
-                        Ok(())
-                    } else {
-                        self.event(ev, out)
-                    }
-                })
-            });
-        if let Err(e) = result {
-            self.w.error(out, &e);
-        }
-    }
-}
-
-impl StreamTranslator for Stream {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.w.is_closed() {
-            let evs = self.parser.feed(chunk);
-            self.events(evs, &mut out);
-        }
-        out
-    }
-
-    fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.w.is_closed() {
-            let evs = self.parser.finish();
-            self.events(evs, &mut out);
-        }
-        if !self.w.is_closed() {
-            self.w.error(&mut out, &cut_short(PROVIDER));
-        }
-        out
     }
 }
 
@@ -923,7 +900,7 @@ mod tests {
             assert_eq!(a.chunks_after_usage, 0);
         };
         for cut in 0..=b.len() {
-            expect(&run_split(&mut Stream::new(&plan(None), 1), b, &[cut]));
+            expect(&run_split(&mut stream(&plan(None), 1), b, &[cut]));
         }
         // Pseudo-random multi-way splits, including inside multi-byte characters.
         let mut seed: u64 = 0x9e3779b97f4a7c15;
@@ -936,9 +913,9 @@ mod tests {
                 cuts.push((seed % b.len() as u64) as usize);
             }
             cuts.sort();
-            expect(&run_split(&mut Stream::new(&plan(None), 1), b, &cuts));
+            expect(&run_split(&mut stream(&plan(None), 1), b, &cuts));
         }
-        let ev = run_split(&mut Stream::new(&plan(None), 1), b, &[]);
+        let ev = run_split(&mut stream(&plan(None), 1), b, &[]);
         assert_eq!(ev[0]["id"], "chatcmpl-msg_9");
         assert_eq!(ev[0]["model"], "claude-x");
     }
@@ -948,7 +925,7 @@ mod tests {
         let s = anthropic_stream();
         let cut = s.find("event: message_delta").unwrap();
         let a = assemble(&run_split(
-            &mut Stream::new(&plan(None), 1),
+            &mut stream(&plan(None), 1),
             &s.as_bytes()[..cut],
             &[],
         ));
@@ -957,23 +934,19 @@ mod tests {
 
         let mut s2 = s[..cut].to_string();
         s2.push_str("event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n");
-        let a = assemble(&run_split(
-            &mut Stream::new(&plan(None), 1),
-            s2.as_bytes(),
-            &[],
-        ));
+        let a = assemble(&run_split(&mut stream(&plan(None), 1), s2.as_bytes(), &[]));
         let e = a.error.unwrap();
         assert_eq!(e["code"], "upstream_overloaded");
         assert!(e["message"].as_str().unwrap().contains("Overloaded"));
         assert!(!a.done);
 
         let a = assemble(&run_split(
-            &mut Stream::new(&plan(None), 1),
+            &mut stream(&plan(None), 1),
             b"data: {not json\n\n",
             &[],
         ));
         assert_eq!(a.error.unwrap()["code"], "bad_upstream_response");
-        let a = assemble(&run_split(&mut Stream::new(&plan(None), 1), b"", &[]));
+        let a = assemble(&run_split(&mut stream(&plan(None), 1), b"", &[]));
         assert_eq!(a.error.unwrap()["code"], "upstream_stream_cut");
     }
 
@@ -991,7 +964,7 @@ mod tests {
         .map(|d| format!("data: {d}\n\n"))
         .collect::<String>();
         let a = assemble(&run_split(
-            &mut Stream::new(&plan(Some("person")), 1),
+            &mut stream(&plan(Some("person")), 1),
             s.as_bytes(),
             &[],
         ));

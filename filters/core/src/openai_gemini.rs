@@ -10,8 +10,8 @@ use crate::openai::{
     image_source, ChatRequest, Choice, Completion, Content, ContentPart, ImageSource, Message,
     ResponseFormat, ToolChoice, Usage,
 };
-use crate::sse::{SseEvent, SseParser};
-use crate::stream::{broken_event, cut_short, ChunkWriter, StreamTranslator};
+use crate::sse::SseEvent;
+use crate::stream::{broken_event, cut_short, ChunkWriter, EventTranslator, SseStream};
 use serde_json::{json, Map, Value};
 
 const PROVIDER: &str = "gemini";
@@ -431,7 +431,7 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
         choices,
         usage: read_usage(&v),
     };
-    serde_json::to_vec(&c.to_json()).map_err(|e| GatewayError::bad_upstream(e.to_string()))
+    c.to_bytes()
 }
 
 struct CandidateState {
@@ -441,18 +441,22 @@ struct CandidateState {
 }
 
 /// Gemini SSE (each event a whole `GenerateContentResponse`) -> OpenAI chunks.
-pub struct Stream {
-    parser: SseParser,
+pub type Stream = SseStream<Events>;
+
+pub fn stream(plan: &ResponsePlan, created: u64) -> Stream {
+    SseStream::new(Events::new(plan, created))
+}
+
+pub struct Events {
     w: ChunkWriter,
     started: bool,
     candidates: Vec<CandidateState>,
     usage: Option<Usage>,
 }
 
-impl Stream {
-    pub fn new(plan: &ResponsePlan, created: u64) -> Self {
-        Stream {
-            parser: SseParser::default(),
+impl Events {
+    fn new(plan: &ResponsePlan, created: u64) -> Self {
+        Events {
             w: ChunkWriter::new(
                 format!("chatcmpl-gemini-{created}"),
                 plan.client_model.clone(),
@@ -474,6 +478,26 @@ impl Stream {
             });
         }
         self.candidates.iter_mut().find(|c| c.index == index)
+    }
+}
+
+impl EventTranslator for Events {
+    const PROVIDER: &'static str = PROVIDER;
+
+    fn writer(&mut self) -> &mut ChunkWriter {
+        &mut self.w
+    }
+
+    /// Gemini has no end-of-stream event: the answer is complete when every candidate has a
+    /// finish reason.
+    fn end(&mut self, out: &mut Vec<u8>) {
+        if self.candidates.is_empty() || self.candidates.iter().any(|c| !c.finished) {
+            self.w.error(out, &cut_short(PROVIDER));
+            return;
+        }
+        let usage = self.usage.unwrap_or_default();
+        self.w.usage(out, &usage);
+        self.w.done(out);
     }
 
     fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError> {
@@ -551,55 +575,6 @@ impl Stream {
             self.w.finish_reason(out, 0, "content_filter");
         }
         Ok(())
-    }
-
-    fn events(&mut self, events: Result<Vec<SseEvent>, crate::sse::SseError>, out: &mut Vec<u8>) {
-        let result = events
-            .map_err(|e| broken_event(PROVIDER, e))
-            .and_then(|evs| {
-                evs.into_iter().try_for_each(|ev| {
-                    if self.w.is_closed() {
-                        Ok(())
-                    } else {
-                        self.event(ev, out)
-                    }
-                })
-            });
-        if let Err(e) = result {
-            self.w.error(out, &e);
-        }
-    }
-}
-
-impl StreamTranslator for Stream {
-    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.w.is_closed() {
-            let evs = self.parser.feed(chunk);
-            self.events(evs, &mut out);
-        }
-        out
-    }
-
-    /// Gemini has no end-of-stream event: the stream is complete when every candidate has a
-    /// finish reason.
-    fn finish(&mut self) -> Vec<u8> {
-        let mut out = Vec::new();
-        if !self.w.is_closed() {
-            let evs = self.parser.finish();
-            self.events(evs, &mut out);
-        }
-        if self.w.is_closed() {
-            return out;
-        }
-        if self.candidates.is_empty() || self.candidates.iter().any(|c| !c.finished) {
-            self.w.error(&mut out, &cut_short(PROVIDER));
-            return out;
-        }
-        let usage = self.usage.unwrap_or_default();
-        self.w.usage(&mut out, &usage);
-        self.w.done(&mut out);
-        out
     }
 }
 
@@ -763,7 +738,7 @@ mod tests {
         let s = gemini_stream();
         let b = s.as_bytes();
         for cut in 0..=b.len() {
-            let a = assemble(&run_split(&mut Stream::new(&plan(), 3), b, &[cut, cut + 7]));
+            let a = assemble(&run_split(&mut stream(&plan(), 3), b, &[cut, cut + 7]));
             assert_eq!(a.content, "Grüße 🌍");
             assert_eq!(a.reasoning, "thinking…");
             assert_eq!(
@@ -785,7 +760,7 @@ mod tests {
         let s = gemini_stream();
         let cut = s.rfind("data:").unwrap();
         let a = assemble(&run_split(
-            &mut Stream::new(&plan(), 3),
+            &mut stream(&plan(), 3),
             &s.as_bytes()[..cut],
             &[],
         ));
@@ -796,7 +771,7 @@ mod tests {
             &s[..cut],
             json!({"error":{"code":503,"message":"The model is overloaded.","status":"UNAVAILABLE"}})
         );
-        let a = assemble(&run_split(&mut Stream::new(&plan(), 3), e.as_bytes(), &[]));
+        let a = assemble(&run_split(&mut stream(&plan(), 3), e.as_bytes(), &[]));
         assert_eq!(a.error.unwrap()["code"], "upstream_overloaded");
     }
 
@@ -809,7 +784,7 @@ mod tests {
         .iter()
         .map(|d| format!("data: {d}\n\n"))
         .collect();
-        let ev = run_split(&mut Stream::new(&plan(), 3), s.as_bytes(), &[]);
+        let ev = run_split(&mut stream(&plan(), 3), s.as_bytes(), &[]);
         let mut text = ["".to_string(), "".to_string()];
         let mut fin = [None, None];
         let mut roles = 0;

@@ -6,7 +6,7 @@
 
 use crate::error::GatewayError;
 use crate::openai::Usage;
-use crate::sse::{self, SseParser};
+use crate::sse::{self, SseError, SseEvent, SseParser};
 use serde_json::{json, Map, Value};
 
 pub trait StreamTranslator {
@@ -15,6 +15,73 @@ pub trait StreamTranslator {
     /// The upstream body ended: flush, and end the client's stream (with an error event when
     /// the upstream did not finish properly).
     fn finish(&mut self) -> Vec<u8>;
+}
+
+/// One provider's SSE events to OpenAI chunks; [`SseStream`] does the framing around it and
+/// turns any error into the client's error event.
+pub trait EventTranslator {
+    const PROVIDER: &'static str;
+    fn writer(&mut self) -> &mut ChunkWriter;
+    /// Translates one complete upstream event.
+    fn event(&mut self, ev: SseEvent, out: &mut Vec<u8>) -> Result<(), GatewayError>;
+    /// The upstream body ended while the client's stream is open: close it, cleanly when the
+    /// provider finished its answer, with an error event when it did not.
+    fn end(&mut self, out: &mut Vec<u8>);
+}
+
+pub struct SseStream<T> {
+    parser: SseParser,
+    inner: T,
+}
+
+impl<T: EventTranslator> SseStream<T> {
+    pub fn new(inner: T) -> Self {
+        SseStream {
+            parser: SseParser::default(),
+            inner,
+        }
+    }
+
+    fn events(&mut self, events: Result<Vec<SseEvent>, SseError>, out: &mut Vec<u8>) {
+        let inner = &mut self.inner;
+        let result = events
+            .map_err(|e| broken_event(T::PROVIDER, e))
+            .and_then(|evs| {
+                evs.into_iter().try_for_each(|ev| {
+                    if inner.writer().is_closed() {
+                        Ok(())
+                    } else {
+                        inner.event(ev, out)
+                    }
+                })
+            });
+        if let Err(e) = result {
+            self.inner.writer().error(out, &e);
+        }
+    }
+}
+
+impl<T: EventTranslator> StreamTranslator for SseStream<T> {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.inner.writer().is_closed() {
+            let evs = self.parser.feed(chunk);
+            self.events(evs, &mut out);
+        }
+        out
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if !self.inner.writer().is_closed() {
+            let evs = self.parser.finish();
+            self.events(evs, &mut out);
+        }
+        if !self.inner.writer().is_closed() {
+            self.inner.end(&mut out);
+        }
+        out
+    }
 }
 
 /// Writes OpenAI chunks for one response.

@@ -102,7 +102,7 @@ impl HttpContext for Route {
         }
         self.chat = false;
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
-        let mut value = match parse_body(&body) {
+        let value = match parse_body(&body) {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
         };
@@ -114,18 +114,11 @@ impl HttpContext for Route {
             return self.refuse(&GatewayError::model_not_found(&req.model));
         }
         if req.is_stream() {
-            let asked = force_stream_usage(&mut value);
-            if !asked {
-                match serde_json::to_vec(&value) {
-                    Ok(b) => host::set_body(Buffer::HttpRequestBody, 0, body_size, &b),
-                    Err(_) => {
-                        return self.refuse(&GatewayError::invalid_request(
-                            "could not re-encode the body",
-                        ))
-                    }
-                }
-                self.strip_pending = self.config.strip_unrequested_usage;
+            let (asked, new_body) = force_stream_usage(&body, &value);
+            if let Some(b) = new_body {
+                host::set_body(Buffer::HttpRequestBody, 0, body_size, &b);
             }
+            self.strip_pending = !asked && self.config.strip_unrequested_usage;
         }
         host::set_header(host::map_request(), MODEL_HEADER, Some(&req.model));
         // The upstream filter rewrites the (shared) request headers per attempt; access logs
