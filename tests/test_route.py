@@ -21,6 +21,7 @@ def err(r, status):
     (b"[1,2]", None, "JSON object"),
     (b"\"text\"", None, "JSON object"),
     (b"{\"model\":\"mock-gpt\",\"messages\":[{\"role\":\"user\",\"content\":\"\xff\xfe\"}]}", None, "UTF-8"),
+    (b"{\"model\":\"mock-gpt\",\"messages\":" + b"[" * 5000 + b"]" * 5000 + b"}", None, "recursion limit"),
     (b"{\"messages\":[]}", "model", "model"),
     (b"{\"model\":42,\"messages\":[]}", "model", "string"),
     (b"{\"model\":\"mock-gpt\"}", "messages", "messages"),

@@ -85,8 +85,12 @@ impl HttpContext for Upstream {
             host::remove_header(req, h);
         }
         host::remove_headers_with_prefix(req, "x-sluice-");
-        if let Some(a) = &backend.authority {
-            host::set_header(req, ":authority", Some(a));
+        // Set on every attempt: the previous attempt may have set another provider's host.
+        let authority = backend.authority.clone().or_else(|| {
+            host::property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok())
+        });
+        if let Some(a) = authority {
+            host::set_header(req, ":authority", Some(&a));
         }
         self.backend = Some(backend);
         if end_of_stream {
