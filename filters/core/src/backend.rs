@@ -55,7 +55,15 @@ pub struct Backend {
     /// Anthropic requires `max_tokens`: used when the client sent none.
     #[serde(default)]
     pub max_tokens_default: Option<u64>,
+    /// Names the credential for this host: the upstream filter puts it in
+    /// `x-sluice-credential`, on which a matcher picks the `credential_injector` to run. Lets one
+    /// cluster (a fallback chain, a key pool) use a different key per host and per attempt.
+    #[serde(default)]
+    pub credential: Option<String>,
 }
+
+/// Request header naming this attempt's credential (removed before the request leaves Envoy).
+pub const CREDENTIAL_HEADER: &str = "x-sluice-credential";
 
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -80,6 +88,8 @@ pub struct ResponsePlan {
     pub json_tool: Option<String>,
     /// The model the client asked for (used when a provider does not echo one).
     pub client_model: String,
+    /// The model this attempt asked the provider for.
+    pub upstream_model: String,
 }
 
 pub struct Plan {
@@ -148,6 +158,7 @@ impl Backend {
                         stream,
                         json_tool: None,
                         client_model,
+                        upstream_model: model,
                     },
                 })
             }
@@ -165,7 +176,7 @@ impl Backend {
                         headers: vec![json, ("anthropic-version", version.to_string())],
                         body: serde_json::to_vec(&out).unwrap_or_default(),
                     },
-                    response: plan_for(self.provider, &req, json_tool),
+                    response: plan_for(self.provider, &req, json_tool, &model),
                 })
             }
             ProviderKind::Gemini => {
@@ -182,19 +193,25 @@ impl Backend {
                         headers: vec![json],
                         body: serde_json::to_vec(&out).unwrap_or_default(),
                     },
-                    response: plan_for(self.provider, &req, None),
+                    response: plan_for(self.provider, &req, None, &model),
                 })
             }
         }
     }
 }
 
-fn plan_for(provider: ProviderKind, req: &ChatRequest, json_tool: Option<String>) -> ResponsePlan {
+fn plan_for(
+    provider: ProviderKind,
+    req: &ChatRequest,
+    json_tool: Option<String>,
+    model: &str,
+) -> ResponsePlan {
     ResponsePlan {
         provider,
         stream: req.is_stream(),
         json_tool,
         client_model: req.model.clone(),
+        upstream_model: model.to_string(),
     }
 }
 

@@ -621,6 +621,7 @@ mod tests {
             stream: true,
             json_tool: json_tool.map(str::to_string),
             client_model: "mock-claude".into(),
+            upstream_model: "claude-x".into(),
         }
     }
 

@@ -596,6 +596,7 @@ mod tests {
             stream: true,
             json_tool: None,
             client_model: "mock-gemini".into(),
+            upstream_model: "gemini-x".into(),
         }
     }
 

@@ -2,7 +2,7 @@
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
-use sluice_core::backend::{Backend, ResponsePlan};
+use sluice_core::backend::{Backend, ResponsePlan, CREDENTIAL_HEADER};
 use sluice_core::metadata;
 use sluice_core::stream::StreamTranslator;
 use sluice_core::GatewayError;
@@ -121,6 +121,10 @@ impl HttpContext for Upstream {
         for (k, v) in &plan.request.headers {
             host::set_header(req, k, Some(v));
         }
+        if let Some(c) = &backend.credential {
+            // Read by the credential matcher that runs after this filter, then removed.
+            host::set_header(req, CREDENTIAL_HEADER, Some(c));
+        }
         host::set_body(Buffer::HttpRequestBody, 0, body_size, &plan.request.body);
         self.plan = Some(plan.response);
         Action::Continue
@@ -132,6 +136,7 @@ impl HttpContext for Upstream {
         };
         let resp = host::map_response();
         host::set_header(resp, "x-sluice-provider", Some(backend.display_name()));
+        host::set_header(resp, "x-sluice-served-model", Some(&plan.upstream_model));
         let status: u16 = host::header_str(resp, ":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(502);

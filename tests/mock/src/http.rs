@@ -4,7 +4,18 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// This instance's name, sent as `x-mock-instance` on every response.
+pub static INSTANCE: OnceLock<String> = OnceLock::new();
+
+fn instance_header() -> String {
+    format!(
+        "x-mock-instance: {}\r\n",
+        INSTANCE.get().map(String::as_str).unwrap_or("mock")
+    )
+}
 
 pub struct Request {
     pub method: String,
@@ -111,9 +122,10 @@ pub fn write_full(
     body: &[u8],
 ) -> io::Result<()> {
     let mut out = format!(
-        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n",
+        "HTTP/1.1 {status} {}\r\ncontent-length: {}\r\n{}",
         reason(status),
-        body.len()
+        body.len(),
+        instance_header()
     );
     for (k, v) in headers {
         out.push_str(&format!("{k}: {v}\r\n"));
@@ -136,8 +148,9 @@ impl<'a> Chunked<'a> {
         headers: &[(&str, String)],
     ) -> io::Result<Self> {
         let mut out = format!(
-            "HTTP/1.1 {status} {}\r\ntransfer-encoding: chunked\r\n",
-            reason(status)
+            "HTTP/1.1 {status} {}\r\ntransfer-encoding: chunked\r\n{}",
+            reason(status),
+            instance_header()
         );
         for (k, v) in headers {
             out.push_str(&format!("{k}: {v}\r\n"));

@@ -18,6 +18,10 @@
 //! | `x-mock-fault: stream-error` | the provider's own error event in the middle of the stream |
 //! | `x-mock-cached-tokens: N` | report N cached prompt tokens |
 //! | `x-mock-tag: T` | remember the request; `GET /_mock/requests/T` returns what arrived |
+//! | `x-mock-target: anthropic,eu` | apply the faults above only on these providers or instances |
+//!
+//! `--name N` names the instance (`x-mock-instance` on every response); `--default H=V`
+//! (repeatable) gives a header to every request that lacks it, e.g. a host that always fails.
 
 // Test tooling, not the data path: readability over these two lints.
 #![allow(clippy::nonminimal_bool, clippy::type_complexity)]
@@ -40,6 +44,8 @@ pub struct Keys {
 
 pub struct State {
     pub keys: Keys,
+    pub name: String,
+    pub defaults: Vec<(String, String)>,
     pub seen: Mutex<HashMap<String, serde_json::Value>>,
 }
 
@@ -69,7 +75,17 @@ fn main() {
             gemini: key("--gemini-key", "mock-gemini-key"),
         },
         seen: Mutex::new(HashMap::new()),
+        name: arg(&args, "--name").unwrap_or_else(|| "mock".into()),
+        defaults: args
+            .windows(2)
+            .filter(|w| w[0] == "--default")
+            .filter_map(|w| {
+                w[1].split_once('=')
+                    .map(|(k, v)| (k.to_ascii_lowercase(), v.to_string()))
+            })
+            .collect(),
     });
+    let _ = http::INSTANCE.set(state.name.clone());
     if let Some(secs) = arg(&args, "--max-seconds").and_then(|s| s.parse::<u64>().ok()) {
         std::thread::spawn(move || {
             std::thread::sleep(Duration::from_secs(secs));
@@ -102,10 +118,13 @@ fn serve(stream: TcpStream, state: &State) {
     let mut reader = BufReader::new(read_half);
     let mut writer = stream;
     loop {
-        let req = match http::read_request(&mut reader) {
+        let mut req = match http::read_request(&mut reader) {
             Ok(Some(r)) => r,
             _ => return,
         };
+        for (k, v) in &state.defaults {
+            req.headers.entry(k.clone()).or_insert_with(|| v.clone());
+        }
         match providers::handle(&req, &mut writer, state) {
             Ok(After::KeepAlive) => continue,
             Ok(After::Close) | Err(_) => return,

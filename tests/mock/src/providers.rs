@@ -119,10 +119,20 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             m.insert(tag.to_string(), record);
         }
     }
-    if let Some(ms) = req
-        .header("x-mock-delay-ms")
-        .and_then(|v| v.parse::<u64>().ok())
-    {
+    let name = match provider {
+        Provider::OpenAi => "openai",
+        Provider::Azure => "azure",
+        Provider::Anthropic => "anthropic",
+        Provider::Gemini => "gemini",
+    };
+    // Faults apply to every provider and instance, or only to those `x-mock-target` names.
+    let targeted = req.header("x-mock-target").is_none_or(|t| {
+        t.split(',')
+            .map(str::trim)
+            .any(|t| t == name || t == state.name)
+    });
+    let fault_header = |h: &str| if targeted { req.header(h) } else { None };
+    if let Some(ms) = fault_header("x-mock-delay-ms").and_then(|v| v.parse::<u64>().ok()) {
         std::thread::sleep(Duration::from_millis(ms.min(600_000)));
     }
     if let Err((status, msg)) = check_auth(provider, req, state) {
@@ -148,14 +158,11 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     if let Err(msg) = checked {
         return error(w, provider, 400, &msg, None);
     }
-    if let Some(status) = req
-        .header("x-mock-status")
-        .and_then(|s| s.parse::<u16>().ok())
-    {
+    if let Some(status) = fault_header("x-mock-status").and_then(|s| s.parse::<u16>().ok()) {
         let retry = req.header("x-mock-retry-after").unwrap_or("1").to_string();
         return error(w, provider, status, "mock fault injected", Some(retry));
     }
-    let fault = req.header("x-mock-fault").unwrap_or_default();
+    let fault = fault_header("x-mock-fault").unwrap_or_default();
     match fault {
         "reset" => return Ok(After::Reset),
         "garbage" => {
