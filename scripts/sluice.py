@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
-"""Render envoy/gateway.yaml for this environment and run it with the mock provider.
+"""Render the gateway for this environment and run it with the mock provider.
 
 `make run` calls `sluice.py run`; the integration tests import `Stack` to start the same
-gateway on ports they pick.
+gateway on ports they pick. The config comes from envoy/specs/gateway.yaml through
+scripts/sluice_gen.py, adapted to the environment (ports, provider keys and base URLs).
 
 Provider keys are read from OPENAI_API_KEY, ANTHROPIC_API_KEY and GEMINI_API_KEY and written
 only to SDS secret files (mode 0600) under the run directory; they are never printed and never
@@ -10,7 +11,6 @@ placed in a wasm configuration. A provider without a key is left out (its models
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -24,63 +24,30 @@ from pathlib import Path
 
 import yaml
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sluice_gen  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 WASM = ROOT / "target/wasm32-wasip1/release/sluice_translate.wasm"
 MOCK = ROOT / "target/release/sluice-mock"
 ENVOY = ROOT / ".venv/bin/envoy"
 
-# Real providers: the cluster that serves them, their model globs, routes, and key handling.
+# Real providers in envoy/specs/gateway.yaml: the backend that serves them, their models, and
+# where their key and base URL come from.
 PROVIDERS = {
-    "openai": {
-        "key_env": "OPENAI_API_KEY",
-        "url_env": "OPENAI_BASE_URL",
-        "default_url": "https://api.openai.com/v1",
-        "models": ["gpt-*", "o1*", "o3*", "o4*"],
-        "routes": ["openai-gpt", "openai-o1", "openai-o3", "openai-o4"],
-    },
-    "anthropic": {
-        "key_env": "ANTHROPIC_API_KEY",
-        "url_env": "ANTHROPIC_BASE_URL",
-        "default_url": "https://api.anthropic.com/v1",
-        "models": ["claude-*"],
-        "routes": ["anthropic-claude"],
-    },
-    "gemini": {
-        "key_env": "GEMINI_API_KEY",
-        "url_env": "GEMINI_BASE_URL",
-        "default_url": "https://generativelanguage.googleapis.com/v1beta",
-        "models": ["gemini-*"],
-        "routes": ["gemini-gemini"],
-    },
+    "openai": {"key_env": "OPENAI_API_KEY", "url_env": "OPENAI_BASE_URL", "models": ["gpt-*", "o1*", "o3*", "o4*"]},
+    "anthropic": {"key_env": "ANTHROPIC_API_KEY", "url_env": "ANTHROPIC_BASE_URL", "models": ["claude-*"]},
+    "gemini": {"key_env": "GEMINI_API_KEY", "url_env": "GEMINI_BASE_URL", "models": ["gemini-*"]},
 }
+MOCK_DEFAULT = "127.0.0.1:18080"
 
 
-class _PlainDumper(yaml.SafeDumper):
-    """Writes every object in full (no YAML anchors/aliases) so the rendered file reads plainly."""
-
-    def ignore_aliases(self, data):
-        return True
-
-
-def dump(cfg: dict) -> str:
-    return yaml.dump(cfg, Dumper=_PlainDumper, sort_keys=False)
-
-
-def _walk(node, fn):
-    fn(node)
-    if isinstance(node, dict):
-        for v in node.values():
-            _walk(v, fn)
-    elif isinstance(node, list):
-        for v in node:
-            _walk(v, fn)
-
-
-def write_secret(path: Path, name: str, value: str) -> None:
+def write_secret(path: Path, value: str) -> None:
+    """An SDS file with one generic secret, named after the file (sluice-gen's convention)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     doc = {"resources": [{
         "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret",
-        "name": name,
+        "name": path.stem,
         "generic_secret": {"secret": {"inline_string": value}},
     }]}
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -89,94 +56,42 @@ def write_secret(path: Path, name: str, value: str) -> None:
     os.chmod(path, 0o600)
 
 
-def _injector(cluster: dict) -> dict:
-    for f in cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]["http_filters"]:
-        if f["name"] == "envoy.filters.http.credential_injector":
-            return f["typed_config"]["credential"]["typed_config"]
-    raise KeyError("credential_injector")
-
-
-def _is_ip(host: str) -> bool:
-    try:
-        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
-        return True
-    except OSError:
-        return False
-
-
-def point_cluster(cluster: dict, url: str, provider: str, env: dict) -> None:
-    """Points a provider cluster at a base URL (https or plain http, any port and path)."""
-    u = urllib.parse.urlsplit(url)
-    if u.scheme not in ("http", "https") or not u.hostname:
-        raise SystemExit(f"{PROVIDERS[provider]['url_env']} must be an http(s) URL, got {url!r}")
-    tls = u.scheme == "https"
-    port = u.port or (443 if tls else 80)
-    ep = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-    ep["endpoint"]["address"]["socket_address"] = {"address": u.hostname, "port_value": port}
-    md = ep["metadata"]["filter_metadata"]["sluice"]
-    default_port = 443 if tls else 80
-    md["authority"] = u.hostname if port == default_port else f"{u.hostname}:{port}"
-    md["base_path"] = u.path.rstrip("/") or "/"
-    cluster["type"] = "STATIC" if _is_ip(u.hostname) else "LOGICAL_DNS"
-    if tls:
-        cluster["transport_socket"]["typed_config"]["sni"] = u.hostname
-    else:
-        cluster.pop("transport_socket", None)
-    if provider == "openai" and (u.hostname.endswith(".azure.com") or "/openai/deployments" in u.path):
-        # Azure OpenAI: deployment path, api-version query, api-key header.
-        md["provider"] = "azure"
-        md["base_path"] = u.path.rstrip("/") if "/openai/deployments" in u.path else "/openai/deployments"
-        md["api_version"] = env.get("OPENAI_API_VERSION", "2024-10-21")
-        inj = _injector(cluster)
-        inj["header"] = "api-key"
-        inj.pop("header_value_prefix", None)
-
-
-def render(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: dict | None = None,
-           base: Path = ROOT / "envoy/gateway.yaml") -> dict:
-    env = dict(os.environ if env is None else env)
-    cfg = yaml.safe_load(base.read_text())
-    # YAML aliases load as shared objects: copy each use so that edits stay local.
-    cfg = json.loads(json.dumps(cfg))
+def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: dict) -> dict:
+    """envoy/specs/gateway.yaml adapted to this environment."""
+    spec = yaml.safe_load((ROOT / "envoy/specs/gateway.yaml").read_text())
     listen = env.get("SLUICE_LISTEN_ADDRESS", "127.0.0.1")
-    cfg["admin"]["address"]["socket_address"].update(address=listen, port_value=admin_port)
-    listener = cfg["static_resources"]["listeners"][0]
-    listener["address"]["socket_address"].update(address=listen, port_value=port)
-
-    def fix_paths(n):
-        if isinstance(n, dict):
-            local = n.get("local")
-            if isinstance(local, dict) and "filename" in local:
-                local["filename"] = str(WASM)
-            pcs = n.get("path_config_source")
-            if isinstance(pcs, dict) and not os.path.isabs(pcs["path"]):
-                pcs["path"] = str(ROOT / pcs["path"])
-    _walk(cfg, fix_paths)
-
-    clusters = cfg["static_resources"]["clusters"]
-    for c in clusters:
-        if c["name"].startswith("mock-"):
-            ep = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]
-            ep["endpoint"]["address"]["socket_address"]["port_value"] = mock_port
-
-    hcm = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    route_filter = hcm["http_filters"][0]["typed_config"]["config"]["configuration"]
-    route_conf = json.loads(route_filter["value"])
-    routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+    spec["listen"], spec["admin"], spec["wasm"] = f"{listen}:{port}", f"{listen}:{admin_port}", str(WASM)
+    for name, b in spec["backends"].items():
+        if b.get("secret"):
+            b["secret"] = str(ROOT / b["secret"])
+        if name.startswith("mock-"):
+            b["url"] = b["url"].replace(MOCK_DEFAULT, f"127.0.0.1:{mock_port}")
     for name, p in PROVIDERS.items():
         key = env.get(p["key_env"], "").strip()
-        cluster = next(c for c in clusters if c["name"] == name)
+        b = spec["backends"][name]
         if not key:
-            clusters.remove(cluster)
-            routes[:] = [r for r in routes if r["name"] not in p["routes"]]
-            route_conf["models"] = [m for m in route_conf["models"] if m not in p["models"]]
+            del spec["backends"][name]
+            for m in p["models"]:
+                del spec["models"][m]
             continue
         secret = run_dir / "secrets" / f"{name}.yaml"
-        write_secret(secret, f"{name}-key", key)
-        _injector(cluster)["credential"]["sds_config"]["path_config_source"]["path"] = str(secret)
-        point_cluster(cluster, env.get(p["url_env"]) or p["default_url"], name, env)
-    route_filter["value"] = json.dumps(route_conf)
-    return cfg
+        write_secret(secret, key)
+        b["secret"] = str(secret)
+        url = env.get(p["url_env"]) or b["url"]
+        u = urllib.parse.urlsplit(url)
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise SystemExit(f"{p['url_env']} must be an http(s) URL, got {url!r}")
+        b["url"] = url
+        if name == "openai" and (u.hostname.endswith(".azure.com") or "/openai/deployments" in u.path):
+            # Azure OpenAI: deployment path, api-version query, api-key header.
+            b.update(provider="azure", name="azure", api_version=env.get("OPENAI_API_VERSION", "2024-10-21"))
+    return spec
+
+
+def render(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: dict | None = None) -> dict:
+    env = dict(os.environ if env is None else env)
+    return sluice_gen.generate(gateway_spec(port=port, admin_port=admin_port, mock_port=mock_port,
+                                            run_dir=run_dir, env=env))
 
 
 def free_port() -> int:
@@ -234,7 +149,7 @@ class Stack:
         cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
                      run_dir=self.run_dir, env=self.env)
         path = self.run_dir / "gateway.yaml"
-        path.write_text(dump(cfg))
+        path.write_text(sluice_gen.dump(cfg))
         envoy_cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(self.concurrency),
                      "--log-level", self.log_level, "--base-id", str(self.admin_port),
                      "--log-path", str(self.run_dir / "envoy.log")]
@@ -309,7 +224,7 @@ if __name__ == "__main__":
         cfg = render(port=int(os.environ.get("SLUICE_PORT", "10000")),
                      admin_port=int(os.environ.get("SLUICE_ADMIN_PORT", "9901")),
                      mock_port=int(os.environ.get("SLUICE_MOCK_PORT", "18080")), run_dir=ROOT / ".run")
-        Path(sys.argv[2]).write_text(dump(cfg))
+        Path(sys.argv[2]).write_text(sluice_gen.dump(cfg))
     else:
         print("usage: sluice.py run | render OUT", file=sys.stderr)
         sys.exit(2)

@@ -1,0 +1,481 @@
+#!/usr/bin/env python3
+"""sluice-gen: turns a short description of backends and models into the Envoy config.
+
+    python scripts/sluice_gen.py SPEC.yaml [-o OUT.yaml]
+
+A spec (see envoy/specs/*.yaml, and the README's "Failover" section):
+
+    listen: 127.0.0.1:10000          # optional, these are the defaults
+    admin: 127.0.0.1:9901
+    backends:
+      openai:    {provider: openai, url: https://api.openai.com/v1, secret: envoy/secrets/openai.yaml}
+      anthropic: {provider: anthropic, url: https://api.anthropic.com/v1, secret: envoy/secrets/anthropic.yaml}
+      pool:                          # several endpoints: regions or a key pool
+        provider: openai
+        endpoints:
+        - {url: https://us.example.com/v1, secret: envoy/secrets/us.yaml, weight: 3}
+        - {url: https://eu.example.com/v1, secret: envoy/secrets/eu.yaml, weight: 1}
+    models:
+      gpt-4o:  {chain: [openai, "anthropic:claude-sonnet-4-5"]}   # attempt 1, attempt 2, ...
+      smart:   {split: {"openai:gpt-4o": 80, "anthropic:claude-sonnet-4-5": 20}}
+      claude-*: {chain: [anthropic]}
+
+A chain entry is `backend` or `backend:provider-model`. Chains are lists of backends, so a
+chain cannot loop; its length bounds the attempts. A secret is an SDS file whose one generic
+secret is named after the file (`envoy/secrets/openai.yaml` holds secret `openai`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import socket
+import sys
+import urllib.parse
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+AUTH = {  # provider -> (header, value prefix) the credential injector writes
+    "openai": ("authorization", "Bearer "),
+    "azure": ("api-key", ""),
+    "anthropic": ("x-api-key", ""),
+    "gemini": ("x-goog-api-key", ""),
+}
+BASE_PATHS = {"openai": "/v1", "azure": "/openai/deployments", "anthropic": "/v1", "gemini": "/v1beta"}
+
+TOP_KEYS = {"listen", "admin", "wasm", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models"}
+BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
+                "outlier_detection", "max_requests", "connect_timeout"}
+ENDPOINT_KEYS = {"url", "secret", "weight"}
+MODEL_KEYS = {"chain", "split", "retries"}
+TIMEOUT_KEYS = {"request", "idle", "per_try", "per_try_idle"}
+RETRY_KEYS = {"back_off_base", "back_off_max", "retry_after_max", "budget_percent"}
+DEFAULT_TIMEOUTS = {"request": "600s", "idle": "300s", "per_try": "120s"}
+DEFAULT_RETRY = {"back_off_base": "0.1s", "back_off_max": "1s", "retry_after_max": "10s", "budget_percent": 25}
+BUFFER_LIMIT_FACTOR = 2  # Envoy's buffers hold twice the filter's limit (see gateway.yaml)
+
+
+class SpecError(ValueError):
+    pass
+
+
+def _check_keys(d, allowed, where):
+    if not isinstance(d, dict):
+        raise SpecError(f"{where}: expected a mapping, got {type(d).__name__}")
+    unknown = sorted(set(d) - allowed)
+    if unknown:
+        raise SpecError(f"{where}: unknown field '{unknown[0]}' (allowed: {', '.join(sorted(allowed))})")
+
+
+def slug(name: str) -> str:
+    s = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
+    return s or "x"
+
+
+def _addr(text: str, where: str) -> tuple[str, int]:
+    host, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit():
+        raise SpecError(f"{where}: expected HOST:PORT, got {text!r}")
+    return host, int(port)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+        return True
+    except OSError:
+        return False
+
+
+def _secret_name(path: str) -> str:
+    return Path(path).stem
+
+
+def _model_match(name: str) -> dict:
+    """Route match on x-sluice-model for an exact name or a glob."""
+    if "*" not in name:
+        sm = {"exact": name}
+    elif name.count("*") == 1 and name.endswith("*"):
+        sm = {"prefix": name[:-1]}
+    else:
+        sm = {"safe_regex": {"regex": ".*".join(re.escape(p) for p in name.split("*"))}}
+    return {"prefix": "/", "headers": [{"name": "x-sluice-model", "string_match": sm}]}
+
+
+def _wasm_filter(name: str, root_id: str, configuration: dict, wasm: str, runtime: str) -> dict:
+    return {"name": name, "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {
+            "name": root_id, "root_id": root_id,
+            "allow_on_headers_stop_iteration": True,
+            "failure_policy": "FAIL_RELOAD",
+            "vm_config": {"vm_id": "sluice-translate", "runtime": f"envoy.wasm.runtime.{runtime}",
+                          "code": {"local": {"filename": wasm}}},
+            "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                              "value": json.dumps(configuration, separators=(",", ":"))},
+        }}}
+
+
+def _injector(provider: str, secret_path: str) -> dict:
+    header, prefix = AUTH[provider]
+    generic = {"@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",
+               "credential": {"name": _secret_name(secret_path),
+                              "sds_config": {"path_config_source": {"path": secret_path}}},
+               "header": header}
+    if prefix:
+        generic["header_value_prefix"] = prefix
+    return {"@type": "type.googleapis.com/envoy.extensions.filters.http.credential_injector.v3.CredentialInjector",
+            "overwrite": True,
+            "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": generic}}
+
+
+def _upstream_filters(credentials: dict[str, tuple[str, str]], wasm: str, runtime: str) -> list:
+    """translate (upstream role) -> the credential this attempt's host names -> codec."""
+    filters = [_wasm_filter("sluice.translate.upstream", "sluice-translate-upstream", {"role": "upstream"},
+                            wasm, runtime)]
+    if credentials:
+        actions = {cid: {"action": {"name": f"credential-{cid}", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
+            "typed_config": {"name": f"credential-{cid}", "typed_config": _injector(provider, path)}}}}
+            for cid, (provider, path) in sorted(credentials.items())}
+        filters.append({"name": "sluice.credentials", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+            "extension_config": {"name": "envoy.filters.http.composite", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.Composite"}},
+            "xds_matcher": {"matcher_tree": {
+                "input": {"name": "credential", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
+                    "header_name": "x-sluice-credential"}},
+                "exact_match_map": {"map": actions}}}}})
+        filters.append({"name": "sluice.credentials.cleanup", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            "mutations": {"request_mutations": [{"remove": "x-sluice-credential"}]}}})
+    filters.append({"name": "envoy.filters.http.upstream_codec", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}})
+    return filters
+
+
+def _protocol_options(credentials, wasm, runtime, tls: bool) -> dict:
+    opts = {"@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+            "explicit_http_config": {"http_protocol_options": {}},
+            "http_filters": _upstream_filters(credentials, wasm, runtime)}
+    if tls:
+        # The upstream filter sets :authority per host, so TLS SNI and certificate checks
+        # follow the host of each attempt (regions with different host names in one cluster).
+        opts["upstream_http_protocol_options"] = {"auto_sni": True, "auto_san_validation": True}
+    return {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": opts}
+
+
+class Generator:
+    def __init__(self, spec: dict):
+        _check_keys(spec, TOP_KEYS, "spec")
+        self.spec = spec
+        self.wasm = str(spec.get("wasm", "target/wasm32-wasip1/release/sluice_translate.wasm"))
+        self.runtime = spec.get("runtime", "v8")
+        if self.runtime not in ("v8", "wasmtime", "wamr"):
+            raise SpecError(f"runtime: expected v8, wasmtime or wamr, got {self.runtime!r}")
+        self.max_body = int(spec.get("max_body_bytes", 32 * 1024 * 1024))
+        self.timeouts = {**DEFAULT_TIMEOUTS, **(spec.get("timeouts") or {})}
+        _check_keys(self.timeouts, TIMEOUT_KEYS, "timeouts")
+        self.retry = {**DEFAULT_RETRY, **(spec.get("retry") or {})}
+        _check_keys(self.retry, RETRY_KEYS, "retry")
+        self.backends = self._read_backends(spec.get("backends"))
+        self.models = self._read_models(spec.get("models"))
+
+    # ---- reading the spec -----------------------------------------------------------------
+    def _read_backends(self, raw) -> dict:
+        if not isinstance(raw, dict) or not raw:
+            raise SpecError("backends: at least one backend is required")
+        out = {}
+        for name, b in raw.items():
+            where = f"backends.{name}"
+            _check_keys(b, BACKEND_KEYS, where)
+            provider = b.get("provider")
+            if provider not in AUTH:
+                raise SpecError(f"{where}.provider: expected one of {', '.join(AUTH)}, got {provider!r}")
+            if ("url" in b) == ("endpoints" in b):
+                raise SpecError(f"{where}: give either 'url' or 'endpoints'")
+            eps = b["endpoints"] if "endpoints" in b else [{"url": b["url"]}]
+            if not isinstance(eps, list) or not eps:
+                raise SpecError(f"{where}.endpoints: expected a non-empty list")
+            endpoints = []
+            for i, e in enumerate(eps):
+                _check_keys(e, ENDPOINT_KEYS, f"{where}.endpoints[{i}]")
+                u = urllib.parse.urlsplit(str(e.get("url", "")))
+                if u.scheme not in ("http", "https") or not u.hostname:
+                    raise SpecError(f"{where}.endpoints[{i}].url: expected an http(s) URL, got {e.get('url')!r}")
+                tls = u.scheme == "https"
+                port = u.port or (443 if tls else 80)
+                secret = e.get("secret", b.get("secret"))
+                endpoints.append({
+                    "host": u.hostname, "port": port, "tls": tls,
+                    "authority": u.hostname if port == (443 if tls else 80) else f"{u.hostname}:{port}",
+                    "base_path": u.path.rstrip("/") or BASE_PATHS[provider],
+                    "secret": str(secret) if secret else None,
+                    "weight": int(e.get("weight", 1)),
+                })
+            if len({e["tls"] for e in endpoints}) > 1:
+                raise SpecError(f"{where}: endpoints must all be https or all be http")
+            out[name] = {**b, "endpoints": endpoints, "models": {}, "cluster": f"backend-{slug(name)}"}
+        return out
+
+    def _target(self, entry: str, model: str, where: str) -> tuple[str, str | None]:
+        backend, _, target = str(entry).partition(":")
+        if backend not in self.backends:
+            raise SpecError(f"{where}: unknown backend {backend!r} (known: {', '.join(self.backends)})")
+        if target:
+            if "*" in model:
+                raise SpecError(f"{where}: a glob model name cannot be mapped to one provider model")
+            self.backends[backend]["models"][model] = target
+        return backend, target or None
+
+    def _read_models(self, raw) -> dict:
+        if not isinstance(raw, dict) or not raw:
+            raise SpecError("models: at least one model is required")
+        out = {}
+        for model, m in raw.items():
+            where = f"models.{model}"
+            _check_keys(m, MODEL_KEYS, where)
+            if ("chain" in m) == ("split" in m):
+                raise SpecError(f"{where}: give either 'chain' or 'split'")
+            if "chain" in m:
+                chain = m["chain"]
+                if not isinstance(chain, list) or not chain:
+                    raise SpecError(f"{where}.chain: expected a non-empty list of backends")
+                out[model] = {"chain": [self._target(e, model, f"{where}.chain[{i}]")[0]
+                                        for i, e in enumerate(chain)], "retries": m.get("retries")}
+            else:
+                split = m["split"]
+                if not isinstance(split, dict) or not split:
+                    raise SpecError(f"{where}.split: expected backend: weight pairs")
+                weights = {}
+                for entry, w in split.items():
+                    b, _ = self._target(entry, model, f"{where}.split")
+                    if not isinstance(w, int) or w <= 0:
+                        raise SpecError(f"{where}.split.{entry}: weight must be a positive integer")
+                    weights[b] = weights.get(b, 0) + w
+                out[model] = {"split": weights, "retries": m.get("retries")}
+        return out
+
+    # ---- writing Envoy config -----------------------------------------------------------------
+    def _credentials(self, backends) -> dict:
+        creds = {}
+        for name in backends:
+            b = self.backends[name]
+            for e in b["endpoints"]:
+                if e["secret"]:
+                    creds[self._credential_id(name, e)] = (b["provider"], e["secret"])
+        return creds
+
+    def _credential_id(self, name: str, endpoint: dict) -> str:
+        return f"{slug(name)}.{_secret_name(endpoint['secret'])}"
+
+    def _backend_cluster(self, name: str) -> dict:
+        b = self.backends[name]
+        eps = b["endpoints"]
+        tls = eps[0]["tls"]
+        lb_endpoints = []
+        for e in eps:
+            md = {"provider": b["provider"], "name": b.get("name", name), "base_path": e["base_path"],
+                  "authority": e["authority"]}
+            if b["models"]:
+                md["models"] = dict(sorted(b["models"].items()))
+            for k in ("api_version", "max_tokens_default"):
+                if k in b:
+                    md[k] = b[k]
+            if e["secret"]:
+                md["credential"] = self._credential_id(name, e)
+            lb_endpoints.append({
+                "endpoint": {"address": {"socket_address": {"address": e["host"], "port_value": e["port"]}}},
+                "load_balancing_weight": e["weight"],
+                "metadata": {"filter_metadata": {"sluice": md}}})
+        hosts = {e["host"] for e in eps}
+        if all(_is_ip(h) for h in hosts):
+            kind = "STATIC"
+        elif len(eps) == 1:
+            kind = "LOGICAL_DNS"
+        else:
+            kind = "STRICT_DNS"
+        max_requests = int(b.get("max_requests", 1024))
+        c = {
+            "name": b["cluster"], "type": kind, "connect_timeout": b.get("connect_timeout", "5s"),
+            "per_connection_buffer_limit_bytes": self.max_body * BUFFER_LIMIT_FACTOR,
+            "load_assignment": {"cluster_name": b["cluster"], "endpoints": [{"lb_endpoints": lb_endpoints}]},
+            "circuit_breakers": {"thresholds": [{
+                "max_connections": max_requests, "max_pending_requests": max_requests,
+                "max_requests": max_requests,
+                "retry_budget": {"budget_percent": {"value": float(self.retry["budget_percent"])},
+                                 "min_retry_concurrency": 3}}]},
+            "typed_extension_protocol_options": _protocol_options(self._credentials([name]), self.wasm,
+                                                                  self.runtime, tls),
+        }
+        if kind != "STATIC":
+            c["dns_lookup_family"] = "V4_PREFERRED"
+        od = b.get("outlier_detection", {})
+        if od is not False:
+            c["outlier_detection"] = {"consecutive_5xx": 3, "consecutive_gateway_failure": 3,
+                                      "interval": "2s", "base_ejection_time": "30s",
+                                      "max_ejection_percent": 50, **(od or {})}
+        if tls:
+            c["transport_socket"] = {"name": "envoy.transport_sockets.tls", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {"validation_context": {
+                    "trusted_ca": {"filename": "/etc/ssl/certs/ca-certificates.crt"}}}}}
+            if len(hosts) == 1:
+                c["transport_socket"]["typed_config"]["sni"] = eps[0]["host"]
+        return c
+
+    def _chain_cluster(self, model: str, chain: list[str]) -> dict:
+        name = f"chain-{slug(model)}"
+        tls = any(self.backends[b]["endpoints"][0]["tls"] for b in chain)
+        return {
+            "name": name, "connect_timeout": "5s", "lb_policy": "CLUSTER_PROVIDED",
+            "per_connection_buffer_limit_bytes": self.max_body * BUFFER_LIMIT_FACTOR,
+            "cluster_type": {"name": "envoy.clusters.composite", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.clusters.composite.v3.ClusterConfig",
+                "clusters": [{"name": self.backends[b]["cluster"]} for b in chain]}},
+            # Only the composite's own upstream filters run: they carry every chain member's key.
+            "typed_extension_protocol_options": _protocol_options(self._credentials(dict.fromkeys(chain)),
+                                                                  self.wasm, self.runtime, tls),
+        }
+
+    def _retry_policy(self, retries: int) -> dict:
+        t, r = self.timeouts, self.retry
+        policy = {
+            "retry_on": "5xx,reset,connect-failure,retriable-status-codes",
+            "retriable_status_codes": [429],
+            "num_retries": retries,
+            "per_try_timeout": t["per_try"],
+            "retry_back_off": {"base_interval": r["back_off_base"], "max_interval": r["back_off_max"]},
+            # Honours the provider's retry-after up to a bound; a longer one (hours) is not
+            # waited for: the normal back-off applies and the next attempt goes ahead.
+            "rate_limited_retry_back_off": {
+                "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
+                "max_interval": r["retry_after_max"]},
+            "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
+            "host_selection_retry_max_attempts": 5,
+        }
+        if "per_try_idle" in t:
+            policy["per_try_idle_timeout"] = t["per_try_idle"]
+        return policy
+
+    def generate(self) -> dict:
+        clusters = [self._backend_cluster(n) for n in self.backends]
+        routes = []
+        # Exact names first, so that `gpt-4o` wins over `gpt-*`.
+        ordered = sorted(self.models.items(), key=lambda kv: "*" in kv[0])
+        for model, m in ordered:
+            route = {"timeout": self.timeouts["request"], "idle_timeout": self.timeouts["idle"]}
+            if "chain" in m:
+                chain = m["chain"]
+                if len(chain) == 1:
+                    b = self.backends[chain[0]]
+                    route["cluster"] = b["cluster"]
+                    # One endpoint: transparent (clients' SDKs retry themselves); a pool: try
+                    # each other endpoint once.
+                    default = len(b["endpoints"]) - 1
+                else:
+                    cc = self._chain_cluster(model, chain)
+                    clusters.append(cc)
+                    route["cluster"] = cc["name"]
+                    default = len(chain) - 1
+            else:
+                route["weighted_clusters"] = {"clusters": [
+                    {"name": self.backends[b]["cluster"], "weight": w} for b, w in m["split"].items()]}
+                default = 0
+            retries = int(m["retries"] if m["retries"] is not None else default)
+            if retries > 0:
+                route["retry_policy"] = self._retry_policy(retries)
+            routes.append({"name": f"model-{slug(model)}", "match": _model_match(model), "route": route})
+
+        listen_host, listen_port = _addr(self.spec.get("listen", "127.0.0.1:10000"), "listen")
+        admin_host, admin_port = _addr(self.spec.get("admin", "127.0.0.1:9901"), "admin")
+        route_conf = {"role": "route", "models": list(self.models), "max_body_bytes": self.max_body}
+        hcm = {
+            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+            "stat_prefix": "sluice",
+            # Long generations: no overall request timeout, but a stream that goes silent ends.
+            "stream_idle_timeout": self.timeouts["idle"],
+            "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+                "log_format": {"text_format_source": {"inline_string": (
+                    "[%START_TIME%] \"%REQ(:METHOD)% %FILTER_STATE(wasm.sluice_path:PLAIN)%\" %RESPONSE_CODE% "
+                    "%RESPONSE_FLAGS% model=%FILTER_STATE(wasm.sluice_model:PLAIN)% "
+                    "provider=%RESP(X-SLUICE-PROVIDER)% served=%RESP(X-SLUICE-SERVED-MODEL)% "
+                    "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% upstream=%UPSTREAM_HOST% %DURATION%ms\n")}}}}],
+            # Errors Envoy itself generates (no healthy upstream, connect failure, reset, timeout,
+            # overflow) get the OpenAI error envelope too.
+            "local_reply_config": {"mappers": [{
+                "filter": {"response_flag_filter": {"flags": [
+                    "UH", "UF", "UO", "NR", "URX", "NC", "UT", "UC", "UR", "LR", "UMSDR", "DPE", "UPE"]}},
+                "body_format_override": {"content_type": "application/json", "json_format": {"error": {
+                    "message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None,
+                    "code": "upstream_error"}}}}]},
+            "http_filters": [
+                _wasm_filter("sluice.translate.route", "sluice-translate-route", route_conf, self.wasm, self.runtime),
+                {"name": "envoy.filters.http.router", "typed_config": {
+                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+            ],
+            "route_config": {"name": "sluice", "virtual_hosts": [{"name": "sluice", "domains": ["*"], "routes": routes}]},
+        }
+        return {
+            "node": {"id": "sluice", "cluster": "sluice"},
+            "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
+            "static_resources": {
+                "listeners": [{
+                    "name": "sluice",
+                    "address": {"socket_address": {"address": listen_host, "port_value": listen_port}},
+                    # Twice the filter's body limit: one socket read can add megabytes at once, and
+                    # the filter (which answers with an OpenAI 413) must see an oversized body first.
+                    "per_connection_buffer_limit_bytes": self.max_body * BUFFER_LIMIT_FACTOR,
+                    "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                                    "typed_config": hcm}]}],
+                }],
+                "clusters": clusters,
+            },
+        }
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """Writes every object in full (no YAML anchors/aliases)."""
+
+    def ignore_aliases(self, data):
+        return True
+
+
+def generate(spec: dict) -> dict:
+    return Generator(spec).generate()
+
+
+def dump(cfg: dict, source: str | None = None) -> str:
+    head = ""
+    if source:
+        head = (f"# Generated by scripts/sluice_gen.py from {source}: edit that file and run\n"
+                f"#   python scripts/sluice_gen.py {source} -o <this file>\n")
+    return head + yaml.dump(cfg, Dumper=_PlainDumper, sort_keys=False, width=120)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("spec", help="the spec (YAML)")
+    ap.add_argument("-o", "--output", help="where to write the Envoy config (default: stdout)")
+    args = ap.parse_args(argv)
+    try:
+        spec = yaml.safe_load(Path(args.spec).read_text())
+        out = dump(generate(spec), args.spec)
+    except (SpecError, yaml.YAMLError, OSError) as e:
+        print(f"sluice-gen: {args.spec}: {e}", file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).write_text(out)
+    else:
+        sys.stdout.write(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
