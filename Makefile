@@ -36,7 +36,7 @@ unit: setup
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test -p sluice-core --target wasm32-wasip1
 
 validate: build
-	@for f in envoy/*.yaml; do \
+	@for f in envoy/*.yaml envoy/examples/*.yaml; do \
 	  $(VENV)/bin/envoy --mode validate -c $$f --log-level error >/dev/null || { echo "INVALID: $$f"; exit 1; }; \
 	  echo "valid: $$f"; done
 

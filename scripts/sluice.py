@@ -121,7 +121,10 @@ class Stack:
     def __init__(self, run_dir: Path, *, port: int | None = None, admin_port: int | None = None,
                  mock_port: int | None = None, env: dict | None = None, concurrency: int = 2,
                  log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
-                 mock_args: list[str] | None = None):
+                 mock_args: list[str] | None = None, spec: dict | None = None,
+                 extra_mocks: list[list[str]] | None = None):
+        """`spec`: run this sluice-gen spec instead of the default gateway (listen, admin and
+        wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments."""
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
@@ -132,22 +135,35 @@ class Stack:
         self.max_seconds = max_seconds
         self.quiet = quiet
         self.mock_args = mock_args or []
+        self.spec = spec
+        self.extra_mocks = extra_mocks or []
         self.procs: list[subprocess.Popen] = []
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def stats(self) -> dict[str, int]:
+        """Envoy's counters and gauges."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.admin_port}/stats?format=json", timeout=5) as r:
+            import json
+            data = json.load(r)
+        return {s["name"]: s["value"] for s in data["stats"] if "value" in s}
+
     def start(self) -> "Stack":
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = subprocess.DEVNULL if self.quiet else None
-        mock_cmd = [str(MOCK), "--port", str(self.mock_port), *self.mock_args]
-        if self.max_seconds:
-            mock_cmd += ["--max-seconds", str(self.max_seconds)]
-        self.procs.append(subprocess.Popen(mock_cmd, stdout=subprocess.DEVNULL))
-        wait_http(f"http://127.0.0.1:{self.mock_port}/health", 10, self.procs[-1])
-        cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
-                     run_dir=self.run_dir, env=self.env)
+        life = ["--max-seconds", str(self.max_seconds)] if self.max_seconds else []
+        for args in [["--port", str(self.mock_port), *self.mock_args], *self.extra_mocks]:
+            self.procs.append(subprocess.Popen([str(MOCK), *args, *life], stdout=subprocess.DEVNULL))
+            port = args[args.index("--port") + 1]
+            wait_http(f"http://127.0.0.1:{port}/health", 10, self.procs[-1])
+        if self.spec is not None:
+            cfg = sluice_gen.generate({**self.spec, "listen": f"127.0.0.1:{self.port}",
+                                       "admin": f"127.0.0.1:{self.admin_port}", "wasm": str(WASM)})
+        else:
+            cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
+                         run_dir=self.run_dir, env=self.env)
         path = self.run_dir / "gateway.yaml"
         path.write_text(sluice_gen.dump(cfg))
         envoy_cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(self.concurrency),
