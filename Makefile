@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean
+.PHONY: setup build run test lint unit validate integration clean bench
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -48,3 +48,7 @@ test: lint unit build validate integration
 clean:
 	$(CARGO) clean
 	rm -rf .run
+
+# Benchmarks, not tests: side by side in one run, printed as a table.
+bench: build
+	$(PY) bench/failover.py

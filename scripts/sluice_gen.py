@@ -342,7 +342,10 @@ class Generator:
                                                                   self.wasm, self.runtime, tls),
         }
 
-    def _retry_policy(self, retries: int) -> dict:
+    def _retry_policy(self, retries: int, same_endpoint: bool) -> dict:
+        """`same_endpoint`: the retry goes back to the endpoint that answered (one backend with
+        one endpoint), the only case where that endpoint's retry-after means anything. A chain
+        or a pool retries elsewhere at once, with a short jittered exponential back-off."""
         t, r = self.timeouts, self.retry
         policy = {
             "retry_on": "5xx,reset,connect-failure,retriable-status-codes",
@@ -350,15 +353,16 @@ class Generator:
             "num_retries": retries,
             "per_try_timeout": t["per_try"],
             "retry_back_off": {"base_interval": r["back_off_base"], "max_interval": r["back_off_max"]},
-            # Honours the provider's retry-after up to a bound; a longer one (hours) is not
-            # waited for: the normal back-off applies and the next attempt goes ahead.
-            "rate_limited_retry_back_off": {
-                "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
-                "max_interval": r["retry_after_max"]},
             "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"}}],
             "host_selection_retry_max_attempts": 5,
         }
+        if same_endpoint:
+            # Honours the endpoint's retry-after up to a bound; a longer one (hours) is not
+            # waited for: the normal back-off applies.
+            policy["rate_limited_retry_back_off"] = {
+                "reset_headers": [{"name": "retry-after", "format": "SECONDS"}],
+                "max_interval": r["retry_after_max"]}
         if "per_try_idle" in t:
             policy["per_try_idle_timeout"] = t["per_try_idle"]
         return policy
@@ -370,6 +374,7 @@ class Generator:
         ordered = sorted(self.models.items(), key=lambda kv: "*" in kv[0])
         for model, m in ordered:
             route = {"timeout": self.timeouts["request"], "idle_timeout": self.timeouts["idle"]}
+            same_endpoint = False
             if "chain" in m:
                 chain = m["chain"]
                 if len(chain) == 1:
@@ -378,6 +383,7 @@ class Generator:
                     # One endpoint: transparent (clients' SDKs retry themselves); a pool: try
                     # each other endpoint once.
                     default = len(b["endpoints"]) - 1
+                    same_endpoint = len(b["endpoints"]) == 1
                 else:
                     cc = self._chain_cluster(model, chain)
                     clusters.append(cc)
@@ -389,7 +395,7 @@ class Generator:
                 default = 0
             retries = int(m["retries"] if m["retries"] is not None else default)
             if retries > 0:
-                route["retry_policy"] = self._retry_policy(retries)
+                route["retry_policy"] = self._retry_policy(retries, same_endpoint)
             routes.append({"name": f"model-{slug(model)}", "match": _model_match(model), "route": route})
 
         listen_host, listen_port = _addr(self.spec.get("listen", "127.0.0.1:10000"), "listen")

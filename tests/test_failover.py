@@ -28,6 +28,8 @@ def fo(tmp_path_factory):
             "p-openai": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml")},
             "p-anthropic": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
             "p-gemini": {"provider": "gemini", "url": f"http://127.0.0.1:{m}/v1beta", "secret": str(SECRETS / "mock-gemini.yaml")},
+            "p-solo": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml"),
+                              "outlier_detection": False},
             "pool": {"provider": "openai", "endpoints": [
                 {"url": f"http://127.0.0.1:{a}/v1", "secret": str(run / "key-a.yaml")},
                 {"url": f"http://127.0.0.1:{b}/v1", "secret": str(run / "key-b.yaml")}]},
@@ -35,6 +37,9 @@ def fo(tmp_path_factory):
         "models": {
             "chained": {"chain": ["p-openai", "p-anthropic:claude-sonnet-4-5", "p-gemini:gemini-2.5-pro"]},
             "pooled": {"chain": ["pool"]},
+            # One endpoint with an explicit retry: the retry goes back to it, so it waits for
+            # that endpoint's retry-after (bounded by retry_after_max).
+            "patient": {"chain": ["p-solo"], "retries": 1},
             "ab": {"split": {"p-openai:gpt-4o-mini": 75, "p-anthropic:claude-haiku-4-5": 25}},
         },
     }
@@ -99,6 +104,18 @@ def test_retry_after_of_hours_is_not_waited_for(fo):
     r = post(fo, {"model": "chained", "messages": MSGS}, {"x-mock-status": "429", "x-mock-retry-after": "36000"})
     assert time.monotonic() - t < 5
     assert r.status == 429 and r.json()["error"]["code"] == "rate_limit_exceeded"
+
+
+def test_same_endpoint_retry_honours_retry_after_within_bounds(fo):
+    t = time.monotonic()
+    r = post(fo, {"model": "patient", "messages": MSGS}, {"x-mock-status": "429", "x-mock-retry-after": "2"})
+    waited = time.monotonic() - t
+    assert r.status == 429 and 2 <= waited < 4, waited
+    t = time.monotonic()
+    r = post(fo, {"model": "patient", "messages": MSGS}, {"x-mock-status": "429", "x-mock-retry-after": "36000"})
+    assert r.status == 429 and time.monotonic() - t < 2  # hours: not waited for
+    stats = fo.stats()
+    assert stats["cluster.backend-p-solo.upstream_rq_retry"] >= 2
 
 
 def test_stream_fails_over_before_the_first_byte(fo):
