@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sluice_gen  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-WASM = ROOT / "target/wasm32-wasip1/release/sluice_translate.wasm"
+WASM_DIR = ROOT / "target/wasm32-wasip1/release"
 MOCK = ROOT / "target/release/sluice-mock"
 ENVOY = ROOT / ".venv/bin/envoy"
 
@@ -60,7 +60,7 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
     """envoy/specs/gateway.yaml adapted to this environment."""
     spec = yaml.safe_load((ROOT / "envoy/specs/gateway.yaml").read_text())
     listen = env.get("SLUICE_LISTEN_ADDRESS", "127.0.0.1")
-    spec["listen"], spec["admin"], spec["wasm"] = f"{listen}:{port}", f"{listen}:{admin_port}", str(WASM)
+    spec["listen"], spec["admin"], spec["wasm_dir"] = f"{listen}:{port}", f"{listen}:{admin_port}", str(WASM_DIR)
     for name, b in spec["backends"].items():
         if b.get("secret"):
             b["secret"] = str(ROOT / b["secret"])
@@ -160,7 +160,7 @@ class Stack:
             wait_http(f"http://127.0.0.1:{port}/health", 10, self.procs[-1])
         if self.spec is not None:
             cfg = sluice_gen.generate({**self.spec, "listen": f"127.0.0.1:{self.port}",
-                                       "admin": f"127.0.0.1:{self.admin_port}", "wasm": str(WASM)})
+                                       "admin": f"127.0.0.1:{self.admin_port}", "wasm_dir": str(WASM_DIR)})
         else:
             cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
                          run_dir=self.run_dir, env=self.env)
@@ -216,10 +216,12 @@ def run() -> None:
     print(f"""
 Sluice is running.
   OpenAI API:  {stack.base_url}/v1   (POST /v1/chat/completions, GET /v1/models)
+  API key:     sk-sluice-demo   (the demo key of envoy/specs/gateway.yaml; usage: GET /v1/sluice/usage)
   Envoy admin: http://127.0.0.1:{admin}
   Models:      {chr(10).join(('  ' * 7) + s if i else s for i, s in enumerate(served))}
 Try:
-  curl -s {stack.base_url}/v1/chat/completions -H 'content-type: application/json' \\
+  curl -s {stack.base_url}/v1/chat/completions -H 'authorization: Bearer sk-sluice-demo' \\
+    -H 'content-type: application/json' \\
     -d '{{"model":"mock-claude","messages":[{{"role":"user","content":"Hello!"}}]}}'
 Ctrl-C stops Envoy and the mock provider.
 """, flush=True)

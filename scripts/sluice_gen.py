@@ -46,7 +46,8 @@ AUTH = {  # provider -> (header, value prefix) the credential injector writes
 }
 BASE_PATHS = {"openai": "/v1", "azure": "/openai/deployments", "anthropic": "/v1", "gemini": "/v1beta"}
 
-TOP_KEYS = {"listen", "admin", "wasm", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models"}
+TOP_KEYS = {"listen", "admin", "wasm_dir", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models",
+            "auth"}
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
                 "outlier_detection", "max_requests", "connect_timeout"}
 ENDPOINT_KEYS = {"url", "secret", "weight"}
@@ -105,15 +106,16 @@ def _model_match(name: str) -> dict:
     return {"prefix": "/", "headers": [{"name": "x-sluice-model", "string_match": sm}]}
 
 
-def _wasm_filter(name: str, root_id: str, configuration: dict, wasm: str, runtime: str) -> dict:
+def _wasm_filter(name: str, root_id: str, configuration: dict, wasm_dir: str, runtime: str,
+                 module: str = "sluice_translate") -> dict:
     return {"name": name, "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {
             "name": root_id, "root_id": root_id,
             "allow_on_headers_stop_iteration": True,
             "failure_policy": "FAIL_RELOAD",
-            "vm_config": {"vm_id": "sluice-translate", "runtime": f"envoy.wasm.runtime.{runtime}",
-                          "code": {"local": {"filename": wasm}}},
+            "vm_config": {"vm_id": module.replace("_", "-"), "runtime": f"envoy.wasm.runtime.{runtime}",
+                          "code": {"local": {"filename": f"{wasm_dir}/{module}.wasm"}}},
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": json.dumps(configuration, separators=(",", ":"))},
         }}}
@@ -173,7 +175,10 @@ class Generator:
     def __init__(self, spec: dict):
         _check_keys(spec, TOP_KEYS, "spec")
         self.spec = spec
-        self.wasm = str(spec.get("wasm", "target/wasm32-wasip1/release/sluice_translate.wasm"))
+        self.wasm = str(spec.get("wasm_dir", "target/wasm32-wasip1/release")).rstrip("/")
+        self.auth = spec.get("auth")
+        if self.auth is not None and not isinstance(self.auth, dict):
+            raise SpecError("auth: expected the sluice-auth configuration (a mapping)")
         self.runtime = spec.get("runtime", "v8")
         if self.runtime not in ("v8", "wasmtime", "wamr"):
             raise SpecError(f"runtime: expected v8, wasmtime or wamr, got {self.runtime!r}")
@@ -401,6 +406,19 @@ class Generator:
         listen_host, listen_port = _addr(self.spec.get("listen", "127.0.0.1:10000"), "listen")
         admin_host, admin_port = _addr(self.spec.get("admin", "127.0.0.1:9901"), "admin")
         route_conf = {"role": "route", "models": list(self.models), "max_body_bytes": self.max_body}
+        http_filters = []
+        if self.auth is not None:
+            # sluice-auth reads usage from the answer before it reaches the client, and removes
+            # the usage chunk a client did not ask for itself, after reading it.
+            route_conf["strip_unrequested_usage"] = False
+            auth_conf = {**self.auth, "max_body_bytes": self.max_body}
+            http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime,
+                                             module="sluice_auth"))
+        http_filters += [
+            _wasm_filter("sluice.translate.route", "sluice-translate-route", route_conf, self.wasm, self.runtime),
+            {"name": "envoy.filters.http.router", "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
+        ]
         hcm = {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "sluice",
@@ -410,8 +428,14 @@ class Generator:
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
                 "log_format": {"text_format_source": {"inline_string": (
                     "[%START_TIME%] \"%REQ(:METHOD)% %FILTER_STATE(wasm.sluice_path:PLAIN)%\" %RESPONSE_CODE% "
-                    "%RESPONSE_FLAGS% model=%FILTER_STATE(wasm.sluice_model:PLAIN)% "
+                    "%RESPONSE_FLAGS% team=%FILTER_STATE(wasm.sluice_team:PLAIN)% "
+                    "project=%FILTER_STATE(wasm.sluice_project:PLAIN)% key=%FILTER_STATE(wasm.sluice_key_id:PLAIN)% "
+                    "model=%FILTER_STATE(wasm.sluice_model:PLAIN)% "
                     "provider=%RESP(X-SLUICE-PROVIDER)% served=%RESP(X-SLUICE-SERVED-MODEL)% "
+                    "tokens_in=%FILTER_STATE(wasm.sluice_tokens_in:PLAIN)% "
+                    "tokens_out=%FILTER_STATE(wasm.sluice_tokens_out:PLAIN)% "
+                    "cost_micro_usd=%FILTER_STATE(wasm.sluice_cost_micro_usd:PLAIN)% cache=%RESP(X-SLUICE-CACHE)% "
+                    "refusal=%FILTER_STATE(wasm.sluice_refusal:PLAIN)% "
                     "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% upstream=%UPSTREAM_HOST% %DURATION%ms\n")}}}}],
             # Errors Envoy itself generates (no healthy upstream, connect failure, reset, timeout,
             # overflow) get the OpenAI error envelope too.
@@ -421,15 +445,18 @@ class Generator:
                 "body_format_override": {"content_type": "application/json", "json_format": {"error": {
                     "message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None,
                     "code": "upstream_error"}}}}]},
-            "http_filters": [
-                _wasm_filter("sluice.translate.route", "sluice-translate-route", route_conf, self.wasm, self.runtime),
-                {"name": "envoy.filters.http.router", "typed_config": {
-                    "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-            ],
+            "http_filters": http_filters,
             "route_config": {"name": "sluice", "virtual_hosts": [{"name": "sluice", "domains": ["*"], "routes": routes}]},
         }
         return {
             "node": {"id": "sluice", "cluster": "sluice"},
+            # sluice-auth's metrics are wasmcustom.sluice_auth.team.T.model.M.<what> and
+            # wasmcustom.sluice_auth.team.T.reason.R.refused: team, model and reason become labels.
+            "stats_config": {"stats_tags": [
+                {"tag_name": "team", "regex": r"^wasmcustom\.sluice_auth\.(team\.([^.]+)\.)"},
+                {"tag_name": "model", "regex": r"^wasmcustom\.sluice_auth\.team\.[^.]+\.(model\.([^.]+)\.)"},
+                {"tag_name": "reason", "regex": r"^wasmcustom\.sluice_auth\.team\.[^.]+\.(reason\.([^.]+)\.)"},
+            ]},
             "admin": {"address": {"socket_address": {"address": admin_host, "port_value": admin_port}}},
             "static_resources": {
                 "listeners": [{

@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import sluice  # noqa: E402
 
 NO_KEYS = {"PATH": "/usr/bin:/bin"}
+DEMO_KEY = "sk-sluice-demo"  # the key `make run` ships (envoy/specs/gateway.yaml)
 
 
 @pytest.fixture(scope="session")
@@ -52,8 +53,9 @@ def request(gw, method, path, body=None, headers=None, port=None):
     conn = http.client.HTTPConnection("127.0.0.1", port or gw.port, timeout=30)
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
-    h = {"content-type": "application/json"}
+    h = {"content-type": "application/json", "authorization": f"Bearer {DEMO_KEY}"}
     h.update(headers or {})
+    h = {k: v for k, v in h.items() if v is not None}
     conn.request(method, path, body=body, headers=h)
     r = conn.getresponse()
     resp = Resp(r.status, r.getheaders(), r.read())

@@ -4,12 +4,12 @@ import json
 import openai
 import pytest
 
-from conftest import MODELS
+from conftest import DEMO_KEY, MODELS
 
 
 @pytest.fixture(scope="module")
 def client(gw):
-    return openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key="unused-by-this-issue", max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=f"{gw.base_url}/v1", api_key=DEMO_KEY, max_retries=0, timeout=30)
 
 
 TOOL = {"type": "function", "function": {"name": "add", "description": "Add two numbers", "parameters": {

@@ -77,7 +77,8 @@ def test_stream_reset_midway_is_not_a_clean_end(gw, model):
     complete one (Envoy resets the downstream stream)."""
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=30)
     body = json.dumps({"model": model, "stream": True, "messages": [{"role": "user", "content": "a b c d e f g h"}]})
-    conn.request("POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json", "x-mock-fault": "cut"})
+    conn.request("POST", "/v1/chat/completions", body=body, headers={"content-type": "application/json", "x-mock-fault": "cut",
+                                                                          "authorization": "Bearer sk-sluice-demo"})
     r = conn.getresponse()
     assert r.status == 200
     with pytest.raises(http.client.IncompleteRead):

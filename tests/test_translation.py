@@ -22,13 +22,14 @@ def test_credentials_and_paths_per_provider(post, seen):
     for model, (path, header, value) in cases.items():
         tag = seen.tag()
         r = post({"model": model, "messages": [{"role": "user", "content": "hi"}]},
-                 {**tag, "authorization": "Bearer client-secret", "x-api-key": "client-secret"})
+                 {**tag, "x-api-key": "client-secret", "x-goog-api-key": "client-secret"})
         assert r.status == 200, r.body
         got = seen.get(tag)
         assert got["path"] == path
         assert got["headers"][header] == value
-        # The client's own credentials never reach a provider.
+        # The client's own credentials (its Sluice key included) never reach a provider.
         assert "client-secret" not in json.dumps(got["headers"])
+        assert "sk-sluice-demo" not in json.dumps(got["headers"])
         assert not any(h.startswith("x-sluice-") for h in got["headers"])
         assert "accept-encoding" not in got["headers"]
 

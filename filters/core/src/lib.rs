@@ -9,6 +9,7 @@
 //! - [`stream`]: the OpenAI chunk writer shared by the streaming translators.
 //! - [`metadata`]: decoding Envoy's serialized host metadata.
 
+pub mod auth;
 pub mod backend;
 pub mod error;
 pub mod metadata;
@@ -17,7 +18,9 @@ pub mod openai;
 pub mod openai_anthropic;
 pub mod openai_compat;
 pub mod openai_gemini;
+pub mod quota;
 pub mod sse;
 pub mod stream;
+pub mod usage;
 
 pub use error::GatewayError;

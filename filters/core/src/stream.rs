@@ -231,77 +231,6 @@ pub fn broken_event(provider: &str, detail: impl std::fmt::Display) -> GatewayEr
     ))
 }
 
-/// Removes the usage chunk (and `usage` fields) from an OpenAI SSE stream, for clients that did
-/// not ask for usage; Sluice always asks upstream so that usage is known to the gateway.
-#[derive(Debug, Default)]
-pub struct UsageStripper {
-    parser: SseParser,
-}
-
-impl UsageStripper {
-    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
-        match self.parser.feed(chunk) {
-            Ok(events) => Self::write(events),
-            // Not ours to judge: pass the bytes on unchanged.
-            Err(_) => chunk.to_vec(),
-        }
-    }
-
-    pub fn finish(&mut self) -> Vec<u8> {
-        self.parser.finish().map(Self::write).unwrap_or_default()
-    }
-
-    fn write(events: Vec<sse::SseEvent>) -> Vec<u8> {
-        let mut out = Vec::new();
-        for ev in events {
-            let data = ev.data;
-            if data.contains("\"usage\":null") {
-                // A quote inside a JSON string is always escaped, so this text can only be the
-                // chunk's own field: removing it textually is exact and avoids a parse.
-                let data = data
-                    .replace(",\"usage\":null", "")
-                    .replace("\"usage\":null,", "");
-                write_event_as_is(&mut out, ev.event.as_deref(), &data);
-                continue;
-            }
-            if !data.contains("\"usage\"") {
-                write_event_as_is(&mut out, ev.event.as_deref(), &data);
-                continue;
-            }
-            match serde_json::from_str::<Value>(&data) {
-                Ok(Value::Object(mut o)) => {
-                    let no_choices = o
-                        .get("choices")
-                        .and_then(Value::as_array)
-                        .is_some_and(Vec::is_empty);
-                    if no_choices && o.contains_key("usage") {
-                        continue;
-                    }
-                    o.remove("usage");
-                    let bytes = serde_json::to_vec(&o).unwrap_or_default();
-                    sse::write_data(&mut out, &bytes);
-                }
-                _ => write_event_as_is(&mut out, ev.event.as_deref(), &data),
-            }
-        }
-        out
-    }
-}
-
-fn write_event_as_is(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
-    if let Some(e) = event {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(e.as_bytes());
-        out.push(b'\n');
-    }
-    for line in data.split('\n') {
-        out.extend_from_slice(b"data: ");
-        out.extend_from_slice(line.as_bytes());
-        out.push(b'\n');
-    }
-    out.push(b'\n');
-}
-
 /// Test helper shared by the translator tests: feeds `input` split at `cuts` and returns the
 /// parsed OpenAI events (`[DONE]` as the string "[DONE]").
 #[cfg(test)]
@@ -445,23 +374,5 @@ mod tests {
         assert_eq!(a.finish.as_deref(), Some("stop"));
         assert_eq!(a.usage.unwrap()["total_tokens"], 3);
         assert!(a.done);
-    }
-
-    #[test]
-    fn stripper_drops_usage_chunk_and_fields() {
-        let input = b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"x\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":1}}\n\ndata: [DONE]\n\n";
-        for cut in 0..input.len() {
-            let mut s = UsageStripper::default();
-            let mut out = s.feed(&input[..cut]);
-            out.extend(s.feed(&input[cut..]));
-            out.extend(s.finish());
-            let text = String::from_utf8(out).unwrap();
-            assert!(
-                !text.contains("prompt_tokens") && !text.contains("usage"),
-                "{text}"
-            );
-            assert!(text.contains("\"content\":\"x\""));
-            assert!(text.ends_with("data: [DONE]\n\n"));
-        }
     }
 }

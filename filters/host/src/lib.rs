@@ -74,6 +74,38 @@ pub fn set_property(path: Vec<&str>, value: &[u8]) {
     }
 }
 
+/// Shared data (per VM id, across worker threads) as a CAS store for `sluice_core::quota`.
+pub struct SharedData;
+
+impl sluice_core::quota::Store for SharedData {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    /// `cas: None` means the key was absent when read. Envoy writes unconditionally when the
+    /// CAS is 0 and only compares it when the key exists, so "create only if still absent" is
+    /// a write with a CAS no live entry has (`u32::MAX`): it fails if another worker created
+    /// the key in between.
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), sluice_core::quota::Conflict> {
+        hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(u32::MAX)))
+            .map_err(|_| sluice_core::quota::Conflict)
+    }
+}
+
+/// A counter metric, defined on first use (`None` when the host refuses).
+pub fn define_counter(name: &str) -> Option<u32> {
+    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+}
+
+pub fn increment(metric: u32, by: u64) {
+    let _ = hostcalls::increment_metric(metric, i64::try_from(by).unwrap_or(i64::MAX));
+}
+
 pub fn now_secs() -> u64 {
     hostcalls::get_current_time()
         .ok()

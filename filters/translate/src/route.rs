@@ -4,7 +4,7 @@ use crate::RouteConfig;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
 use sluice_core::openai::{force_stream_usage, parse_body, validate};
-use sluice_core::stream::UsageStripper;
+use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer};
 use std::rc::Rc;
@@ -16,7 +16,7 @@ pub struct Route {
     /// The request is a chat completion whose body is being read.
     chat: bool,
     /// Set when the client streams without asking for usage and the usage must be removed.
-    strip: Option<UsageStripper>,
+    strip: Option<UsageTap>,
     strip_pending: bool,
 }
 
@@ -134,7 +134,7 @@ impl HttpContext for Route {
                 .is_some_and(|c| c.starts_with("text/event-stream"));
             if sse {
                 host::remove_header(resp, "content-length");
-                self.strip = Some(UsageStripper::default());
+                self.strip = Some(UsageTap::new(true));
             }
         }
         Action::Continue

@@ -1,0 +1,547 @@
+//! sluice-auth: authenticates virtual keys (headers phase, no body needed), checks the model
+//! against the key's and team's allow-lists, admits the request against every limit of its key,
+//! project and team with a reservation (body phase), and settles the reservation to the real
+//! usage read from the answer (JSON or SSE) or, for a stream cut short, to what is known.
+//!
+//! Counters are `sluice_core::quota` records in shared data; `GET /v1/sluice/usage` reports
+//! them (everything for an admin key, its own scopes for any other key).
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde_json::{json, Map, Value};
+use sluice_core::auth::{self, AuthConfig, Principal};
+use sluice_core::openai::Usage;
+use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
+use sluice_core::usage::{self, UsageTap};
+use sluice_core::GatewayError;
+use sluice_host::{self as host, Buffer, SharedData};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+}}
+
+/// Metric names hold a team, a model and a reason; bounded so a client cannot create series.
+const MAX_METRICS: usize = 2000;
+
+#[derive(Default)]
+struct Metrics {
+    ids: HashMap<String, Option<u32>>,
+}
+
+impl Metrics {
+    /// `sluice_auth.team.<team>.model.<model>.<what>` or `...reason.<reason>.refused`; the
+    /// bootstrap's stats_tags turn team, model and reason into labels.
+    fn add(&mut self, name: String, by: u64) {
+        if by == 0 {
+            return;
+        }
+        if !self.ids.contains_key(&name) && self.ids.len() >= MAX_METRICS {
+            return;
+        }
+        let id = *self
+            .ids
+            .entry(name.clone())
+            .or_insert_with(|| host::define_counter(&name));
+        if let Some(id) = id {
+            host::increment(id, by);
+        }
+    }
+}
+
+/// A label value: dots would split the stat name, so only [A-Za-z0-9_-] survive.
+fn label(s: &str) -> String {
+    s.chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+struct Root {
+    config: Option<Rc<AuthConfig>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        match AuthConfig::from_json(&raw) {
+            Ok(c) => {
+                host::log(
+                    LogLevel::Info,
+                    &format!("sluice-auth: {} keys configured", c.principals.len()),
+                );
+                self.config = Some(Rc::new(c));
+                true
+            }
+            Err(e) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!("sluice-auth: configuration refused: {e}"),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = Rc::clone(self.config.as_ref()?);
+        Some(Box::new(Auth {
+            config,
+            metrics: Rc::clone(&self.metrics),
+            principal: None,
+            chat: false,
+            model: String::new(),
+            stream: false,
+            asked_usage: false,
+            prompt_estimate: 0,
+            reservation: None,
+            rate_headers: Vec::new(),
+            status: 0,
+            served_model: None,
+            cache_hit: false,
+            json: None,
+            tap: None,
+            strip: false,
+            settled: false,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct Reservation {
+    scopes: Vec<Scope>,
+    ask: Ask,
+    at: Now,
+}
+
+struct Auth {
+    config: Rc<AuthConfig>,
+    metrics: Rc<RefCell<Metrics>>,
+    principal: Option<usize>,
+    chat: bool,
+    model: String,
+    stream: bool,
+    asked_usage: bool,
+    prompt_estimate: u64,
+    reservation: Option<Reservation>,
+    rate_headers: Vec<(&'static str, String)>,
+    status: u16,
+    served_model: Option<String>,
+    cache_hit: bool,
+    json: Option<Vec<u8>>,
+    tap: Option<UsageTap>,
+    strip: bool,
+    settled: bool,
+}
+
+impl Auth {
+    fn principal(&self) -> Option<&Principal> {
+        self.principal.and_then(|i| self.config.principals.get(i))
+    }
+
+    fn team(&self) -> String {
+        self.principal()
+            .map_or_else(|| "unknown".to_string(), |p| p.team.clone())
+    }
+
+    fn refuse(&mut self, err: &GatewayError, reason: &str) -> Action {
+        let team = label(&self.team());
+        self.metrics.borrow_mut().add(
+            format!("sluice_auth.team.{team}.reason.{}.refused", label(reason)),
+            1,
+        );
+        host::set_property(vec!["sluice_refusal"], reason.as_bytes());
+        let mut headers = err.headers();
+        headers.extend(self.rate_headers.iter().cloned());
+        host::send(err.status, &headers, &err.body());
+        Action::Pause
+    }
+
+    fn now(&self) -> Now {
+        self.config.windows.at(host::now_secs())
+    }
+
+    /// OpenAI's x-ratelimit-* headers from the tightest scope of each kind.
+    fn set_rate_headers(&mut self, scopes: &[Scope], records: &[Record], now: &Now) {
+        let reset = auth::reset_text(now.minute_end.saturating_sub(now.secs).max(1));
+        let tightest = |limit: fn(&Scope) -> Option<u64>, used: fn(&Record) -> u64| {
+            scopes
+                .iter()
+                .zip(records)
+                .filter_map(|(s, r)| limit(s).map(|l| (l, l.saturating_sub(used(r)))))
+                .min_by_key(|(_, rem)| *rem)
+        };
+        let mut h = Vec::new();
+        if let Some((l, rem)) = tightest(|s| s.limits.requests_per_minute, |r| r.requests_minute) {
+            h.push(("x-ratelimit-limit-requests", l.to_string()));
+            h.push(("x-ratelimit-remaining-requests", rem.to_string()));
+            h.push(("x-ratelimit-reset-requests", reset.clone()));
+        }
+        if let Some((l, rem)) = tightest(|s| s.limits.tokens_per_minute, |r| r.tokens_minute) {
+            h.push(("x-ratelimit-limit-tokens", l.to_string()));
+            h.push(("x-ratelimit-remaining-tokens", rem.to_string()));
+            h.push(("x-ratelimit-reset-tokens", reset));
+        }
+        self.rate_headers = h;
+    }
+
+    fn usage_endpoint(&mut self) -> Action {
+        let Some(p) = self.principal().cloned() else {
+            return Action::Continue;
+        };
+        let store = SharedData;
+        let now = self.now();
+        let read = |key: &str| {
+            let mut r = store
+                .get(key)
+                .0
+                .map(|b| Record::decode(&b))
+                .unwrap_or_default();
+            r.roll(&now);
+            r
+        };
+        let mut keys = Map::new();
+        let mut projects = Map::new();
+        let mut teams = Map::new();
+        for q in &self.config.principals {
+            if !p.admin && q.id != p.id {
+                continue;
+            }
+            let mut v = auth::usage_report(&q.limits, &read(&format!("sluice:auth:key:{}", q.id)));
+            if let Some(o) = v.as_object_mut() {
+                o.insert("name".into(), json!(q.name));
+                o.insert("team".into(), json!(q.team));
+                o.insert("project".into(), json!(q.project));
+            }
+            keys.insert(q.id.clone(), v);
+        }
+        for (name, (team, limits)) in &self.config.projects {
+            if p.admin || p.project.as_deref() == Some(name) {
+                let mut v =
+                    auth::usage_report(limits, &read(&format!("sluice:auth:project:{name}")));
+                if let Some(o) = v.as_object_mut() {
+                    o.insert("team".into(), json!(team));
+                }
+                projects.insert(name.clone(), v);
+            }
+        }
+        for (name, t) in &self.config.teams {
+            if p.admin || p.team == *name {
+                teams.insert(
+                    name.clone(),
+                    auth::usage_report(&t.limits, &read(&format!("sluice:auth:team:{name}"))),
+                );
+            }
+        }
+        let body =
+            json!({"object": "sluice.usage", "keys": keys, "projects": projects, "teams": teams});
+        host::send(
+            200,
+            &[("content-type", "application/json".into())],
+            body.to_string().as_bytes(),
+        );
+        Action::Pause
+    }
+
+    /// Replaces the reservation by the real cost, once.
+    fn settle(&mut self) {
+        if self.settled {
+            return;
+        }
+        self.settled = true;
+        let Some(res) = self.reservation.take() else {
+            return;
+        };
+        let Some(p) = self.principal().cloned() else {
+            return;
+        };
+        let ok = (200..300).contains(&self.status);
+        let free_hit = self.cache_hit && !self.config.charge_cache_hits;
+        let model = self
+            .served_model
+            .clone()
+            .unwrap_or_else(|| self.model.clone());
+        let (usage, partial) = if !ok || free_hit {
+            (Usage::default(), false)
+        } else {
+            let (known, generated, complete) = match (&self.tap, &self.json) {
+                (Some(t), _) => (t.usage, t.estimated_completion_tokens(), t.done),
+                (None, Some(body)) => {
+                    let (u, content) = usage::read_completion(body);
+                    (u, content.div_ceil(4), true)
+                }
+                (None, None) => (None, 0, false),
+            };
+            match known {
+                Some(u) => (u, !complete),
+                None => (
+                    Usage {
+                        prompt_tokens: self.prompt_estimate,
+                        completion_tokens: generated,
+                        ..Default::default()
+                    },
+                    true,
+                ),
+            }
+        };
+        let cost = self.config.cost(&p, &model, &usage);
+        let actual = Actual {
+            tokens_in: usage.prompt_tokens,
+            tokens_out: usage.completion_tokens,
+            micro_usd: cost,
+            partial,
+        };
+        quota::settle_all(
+            &SharedData,
+            &res.scopes,
+            res.ask,
+            &res.at,
+            actual,
+            &self.now(),
+        );
+        let (team, m) = (label(&p.team), label(&model));
+        let mut metrics = self.metrics.borrow_mut();
+        metrics.add(
+            format!("sluice_auth.team.{team}.model.{m}.tokens_in"),
+            usage.prompt_tokens,
+        );
+        metrics.add(
+            format!("sluice_auth.team.{team}.model.{m}.tokens_out"),
+            usage.completion_tokens,
+        );
+        metrics.add(
+            format!("sluice_auth.team.{team}.model.{m}.cost_micro_usd"),
+            cost,
+        );
+        if partial {
+            metrics.add(format!("sluice_auth.team.{team}.model.{m}.partial"), 1);
+        }
+        host::set_property(
+            vec!["sluice_tokens_in"],
+            usage.prompt_tokens.to_string().as_bytes(),
+        );
+        host::set_property(
+            vec!["sluice_tokens_out"],
+            usage.completion_tokens.to_string().as_bytes(),
+        );
+        host::set_property(vec!["sluice_cost_micro_usd"], cost.to_string().as_bytes());
+    }
+}
+
+impl Context for Auth {}
+
+impl HttpContext for Auth {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let req = host::map_request();
+        let key = auth::presented_key(
+            host::header(req, "authorization").as_deref(),
+            host::header(req, "x-api-key").as_deref(),
+        );
+        // The client's credential never goes further, whatever happens next.
+        host::remove_header(req, "authorization");
+        host::remove_header(req, "x-api-key");
+        let key = match key {
+            Ok(k) => k,
+            Err(e) => return self.refuse(&e, "invalid_api_key"),
+        };
+        let found = self.config.authenticate(&key).map(|p| p.id.clone());
+        let Some(id) = found else {
+            return self.refuse(&auth::unknown_key(), "invalid_api_key");
+        };
+        self.principal = self.config.principals.iter().position(|p| p.id == id);
+        if let Some(p) = self.principal() {
+            host::set_property(vec!["sluice_key_id"], p.id.as_bytes());
+            host::set_property(vec!["sluice_team"], p.team.as_bytes());
+            host::set_property(
+                vec!["sluice_project"],
+                p.project.as_deref().unwrap_or("-").as_bytes(),
+            );
+        }
+        let method = host::header_str(req, ":method").unwrap_or_default();
+        let path = host::header_str(req, ":path").unwrap_or_default();
+        let path = path
+            .split('?')
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('/');
+        if method == "GET" && path == "/v1/sluice/usage" {
+            return self.usage_endpoint();
+        }
+        if method == "POST" && path == "/v1/chat/completions" && !end_of_stream {
+            self.chat = true;
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if !self.chat {
+            return Action::Continue;
+        }
+        if body_size > self.config.max_body_bytes {
+            // The translate filter refuses it with a 413; nothing to reserve.
+            self.chat = false;
+            return Action::Continue;
+        }
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.chat = false;
+        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        // Bad bodies are the translate filter's to refuse, with a precise message.
+        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+            return Action::Continue;
+        };
+        let Some(p) = self.principal().cloned() else {
+            return Action::Continue;
+        };
+        self.model = v
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        if !self.model.is_empty() && !self.config.allowed(&p, &self.model) {
+            let err = auth::model_not_allowed(&self.model);
+            return self.refuse(&err, "model_not_allowed");
+        }
+        self.stream = v.get("stream").and_then(Value::as_bool) == Some(true);
+        self.asked_usage = v
+            .pointer("/stream_options/include_usage")
+            .and_then(Value::as_bool)
+            == Some(true);
+        self.prompt_estimate = usage::estimate_prompt_tokens(&v);
+        let n = v
+            .get("n")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .clamp(1, 128);
+        let max_out = v
+            .get("max_completion_tokens")
+            .or_else(|| v.get("max_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(self.config.default_max_tokens)
+            .min(usage::MAX_TOKENS_PER_REQUEST)
+            .saturating_mul(n);
+        let worst = Usage {
+            prompt_tokens: self.prompt_estimate,
+            completion_tokens: max_out,
+            ..Default::default()
+        };
+        let ask = Ask {
+            tokens: self.prompt_estimate.saturating_add(max_out),
+            micro_usd: self.config.cost(&p, &self.model, &worst),
+        };
+        let scopes = self.config.scopes(&p);
+        let now = self.now();
+        match quota::admit_all(&SharedData, &scopes, ask, &now) {
+            Ok(records) => {
+                self.set_rate_headers(&scopes, &records, &now);
+                let team = label(&p.team);
+                let m = label(&self.model);
+                self.metrics
+                    .borrow_mut()
+                    .add(format!("sluice_auth.team.{team}.model.{m}.requests"), 1);
+                self.reservation = Some(Reservation {
+                    scopes,
+                    ask,
+                    at: now,
+                });
+                Action::Continue
+            }
+            Err(refusal) => {
+                // Headers that show the refusing limit as exhausted.
+                let records: Vec<Record> = scopes
+                    .iter()
+                    .map(|s| {
+                        let mut r = SharedData
+                            .get(&s.key)
+                            .0
+                            .map(|b| Record::decode(&b))
+                            .unwrap_or_default();
+                        r.roll(&now);
+                        r
+                    })
+                    .collect();
+                self.set_rate_headers(&scopes, &records, &now);
+                self.refuse(&refusal.to_error(), refusal.reason())
+            }
+        }
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let resp = host::map_response();
+        for (k, v) in &self.rate_headers {
+            host::set_header(resp, k, Some(v));
+        }
+        if self.reservation.is_none() {
+            return Action::Continue;
+        }
+        self.status = host::header_str(resp, ":status")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        self.served_model = host::header_str(resp, "x-sluice-served-model");
+        self.cache_hit = host::header_str(resp, "x-sluice-cache").as_deref() == Some("hit");
+        let sse = host::header_str(resp, "content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream"));
+        if (200..300).contains(&self.status) {
+            if sse {
+                self.strip =
+                    self.config.strip_unrequested_usage && self.stream && !self.asked_usage;
+                if self.strip {
+                    host::remove_header(resp, "content-length");
+                }
+                self.tap = Some(UsageTap::new(self.strip));
+            } else {
+                self.json = Some(Vec::new());
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if let Some(tap) = self.tap.as_mut() {
+            let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+            let mut out = tap.feed(&chunk);
+            if end_of_stream {
+                out.extend(tap.finish());
+            }
+            if self.strip {
+                host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+            }
+        } else if let Some(buf) = self.json.as_mut() {
+            // A copy: the body flows on unchanged while it is read.
+            buf.extend(host::body(Buffer::HttpResponseBody, 0, body_size));
+        }
+        if end_of_stream {
+            self.settle();
+        }
+        Action::Continue
+    }
+
+    /// Runs when the stream ends in any way (also after a reset): nothing stays reserved.
+    fn on_log(&mut self) {
+        self.settle();
+    }
+}

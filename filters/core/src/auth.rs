@@ -1,0 +1,570 @@
+//! Virtual keys, teams and projects: the sluice-auth configuration, compiled once.
+//!
+//! Keys are stored as SHA-256 hashes; a presented key is hashed, looked up, and confirmed with a
+//! constant-time comparison. Limits apply at key, project and team level; models are allowed per
+//! key and per team (names and globs); prices are per million tokens, with a multiplier per team.
+
+use crate::error::GatewayError;
+use crate::models::{glob, ModelSet};
+use crate::openai::Usage;
+use crate::quota::{Limits, Record, Scope, Windows};
+use crate::usage::Price;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+
+pub const MAX_KEY_BYTES: usize = 512;
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    requests_per_minute: Option<u64>,
+    tokens_per_minute: Option<u64>,
+    tokens_per_day: Option<u64>,
+    usd_per_day: Option<f64>,
+    usd_per_month: Option<f64>,
+    parallel_requests: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawKey {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    sha256: String,
+    team: String,
+    #[serde(default)]
+    project: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    limits: RawLimits,
+    /// May read everyone's usage at GET /v1/sluice/usage.
+    #[serde(default)]
+    admin: bool,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTeam {
+    #[serde(default)]
+    limits: RawLimits,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    price_multiplier: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProject {
+    team: String,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrice {
+    input: f64,
+    output: f64,
+    #[serde(default)]
+    cached_input: Option<f64>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWindows {
+    minute_seconds: Option<u64>,
+    day_seconds: Option<u64>,
+    month_seconds: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    keys: Vec<RawKey>,
+    #[serde(default)]
+    teams: BTreeMap<String, RawTeam>,
+    #[serde(default)]
+    projects: BTreeMap<String, RawProject>,
+    #[serde(default)]
+    prices: BTreeMap<String, RawPrice>,
+    #[serde(default = "default_max_tokens")]
+    default_max_tokens: u64,
+    #[serde(default)]
+    charge_cache_hits: bool,
+    #[serde(default)]
+    windows: RawWindows,
+    #[serde(default = "yes")]
+    strip_unrequested_usage: bool,
+    /// Bodies larger than this are left to the translate filter (which answers 413).
+    #[serde(default = "default_max_body")]
+    max_body_bytes: usize,
+}
+
+fn default_max_body() -> usize {
+    32 * 1024 * 1024
+}
+
+fn default_max_tokens() -> u64 {
+    4096
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub id: String,
+    pub name: String,
+    pub team: String,
+    pub project: Option<String>,
+    pub models: Option<ModelSet>,
+    pub limits: Limits,
+    pub admin: bool,
+    hash: [u8; 32],
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Team {
+    pub limits: Limits,
+    pub models: Option<ModelSet>,
+    /// Price multiplier in thousandths (1000 = list price).
+    pub multiplier_permille: u64,
+}
+
+#[derive(Debug)]
+pub struct AuthConfig {
+    by_hash: HashMap<[u8; 32], usize>,
+    pub principals: Vec<Principal>,
+    pub teams: BTreeMap<String, Team>,
+    pub projects: BTreeMap<String, (String, Limits)>,
+    prices: Vec<(String, Price)>,
+    pub default_max_tokens: u64,
+    pub charge_cache_hits: bool,
+    pub windows: Windows,
+    pub strip_unrequested_usage: bool,
+    pub max_body_bytes: usize,
+}
+
+fn micro_usd(x: Option<f64>, what: &str) -> Result<Option<u64>, String> {
+    match x {
+        None => Ok(None),
+        Some(v) if v.is_finite() && (0.0..1e12).contains(&v) => Ok(Some((v * 1e6).round() as u64)),
+        Some(v) => Err(format!(
+            "{what} must be a non-negative number of USD, got {v}"
+        )),
+    }
+}
+
+fn limits(raw: &RawLimits, at: &str) -> Result<Limits, String> {
+    Ok(Limits {
+        requests_per_minute: raw.requests_per_minute,
+        tokens_per_minute: raw.tokens_per_minute,
+        tokens_per_day: raw.tokens_per_day,
+        micro_usd_per_day: micro_usd(raw.usd_per_day, &format!("{at}.usd_per_day"))?,
+        micro_usd_per_month: micro_usd(raw.usd_per_month, &format!("{at}.usd_per_month"))?,
+        parallel_requests: raw.parallel_requests,
+    })
+}
+
+fn hex32(s: &str) -> Option<[u8; 32]> {
+    let b = s.as_bytes();
+    if b.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in b.chunks_exact(2).enumerate() {
+        let hi = (pair.first()?.to_ascii_lowercase() as char).to_digit(16)?;
+        let lo = (pair.get(1)?.to_ascii_lowercase() as char).to_digit(16)?;
+        *out.get_mut(i)? = (hi * 16 + lo) as u8;
+    }
+    Some(out)
+}
+
+pub fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Equality whose time does not depend on where the inputs differ.
+fn ct_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+impl AuthConfig {
+    pub fn from_json(bytes: &[u8]) -> Result<AuthConfig, String> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| format!("field '{}': {}", e.path(), e.inner()))?;
+        let mut teams = BTreeMap::new();
+        for (name, t) in &raw.teams {
+            let mult = t.price_multiplier.unwrap_or(1.0);
+            if !(mult.is_finite() && (0.0..1000.0).contains(&mult)) {
+                return Err(format!(
+                    "field 'teams.{name}.price_multiplier': must be between 0 and 1000"
+                ));
+            }
+            teams.insert(
+                name.clone(),
+                Team {
+                    limits: limits(&t.limits, &format!("teams.{name}.limits"))?,
+                    models: t.models.clone().map(ModelSet::new),
+                    multiplier_permille: (mult * 1000.0).round() as u64,
+                },
+            );
+        }
+        let mut projects = BTreeMap::new();
+        for (name, p) in &raw.projects {
+            projects.insert(
+                name.clone(),
+                (
+                    p.team.clone(),
+                    limits(&p.limits, &format!("projects.{name}.limits"))?,
+                ),
+            );
+        }
+        let mut by_hash = HashMap::new();
+        let mut principals = Vec::new();
+        let mut ids = std::collections::HashSet::new();
+        for (i, k) in raw.keys.iter().enumerate() {
+            let at = format!("keys[{i}]");
+            let hash =
+                hex32(&k.sha256).ok_or(format!("field '{at}.sha256': expected 64 hex digits"))?;
+            if !ids.insert(k.id.clone()) {
+                return Err(format!("field '{at}.id': duplicate key id '{}'", k.id));
+            }
+            if k.id.is_empty() || k.id.contains(':') {
+                return Err(format!(
+                    "field '{at}.id': must be non-empty and contain no ':'"
+                ));
+            }
+            teams.entry(k.team.clone()).or_insert_with(|| Team {
+                multiplier_permille: 1000,
+                ..Default::default()
+            });
+            if let Some(p) = &k.project {
+                match projects.get(p) {
+                    Some((team, _)) if team != &k.team => {
+                        return Err(format!(
+                        "field '{at}.project': project '{p}' belongs to team '{team}', not '{}'",
+                        k.team
+                    ))
+                    }
+                    Some(_) => {}
+                    None => {
+                        projects.insert(p.clone(), (k.team.clone(), Limits::default()));
+                    }
+                }
+            }
+            if by_hash.insert(hash, principals.len()).is_some() {
+                return Err(format!("field '{at}.sha256': two keys have the same hash"));
+            }
+            principals.push(Principal {
+                id: k.id.clone(),
+                name: k.name.clone().unwrap_or_else(|| k.id.clone()),
+                team: k.team.clone(),
+                project: k.project.clone(),
+                models: k.models.clone().map(ModelSet::new),
+                limits: limits(&k.limits, &format!("{at}.limits"))?,
+                admin: k.admin,
+                hash,
+            });
+        }
+        let mut prices = Vec::new();
+        for (model, p) in &raw.prices {
+            let price = Price::from_usd_per_million(p.input, p.output, p.cached_input)
+                .map_err(|e| format!("field 'prices.{model}': {e}"))?;
+            prices.push((model.clone(), price));
+        }
+        // Exact names win over globs; among globs, the longest pattern wins.
+        prices.sort_by_key(|(m, _)| (m.contains('*'), std::cmp::Reverse(m.len())));
+        let w = &raw.windows;
+        let d = Windows::default();
+        Ok(AuthConfig {
+            by_hash,
+            principals,
+            teams,
+            projects,
+            prices,
+            default_max_tokens: raw.default_max_tokens,
+            charge_cache_hits: raw.charge_cache_hits,
+            windows: Windows {
+                minute: w.minute_seconds.unwrap_or(d.minute),
+                day: w.day_seconds.unwrap_or(d.day),
+                month: w.month_seconds,
+            },
+            strip_unrequested_usage: raw.strip_unrequested_usage,
+            max_body_bytes: raw.max_body_bytes,
+        })
+    }
+
+    /// The principal of a presented key.
+    pub fn authenticate(&self, key: &[u8]) -> Option<&Principal> {
+        let h = sha256(key);
+        let p = self.principals.get(*self.by_hash.get(&h)?)?;
+        ct_eq(&p.hash, &h).then_some(p)
+    }
+
+    pub fn allowed(&self, p: &Principal, model: &str) -> bool {
+        let key_ok = p.models.as_ref().is_none_or(|m| m.contains(model));
+        let team_ok = self
+            .teams
+            .get(&p.team)
+            .and_then(|t| t.models.as_ref())
+            .is_none_or(|m| m.contains(model));
+        key_ok && team_ok
+    }
+
+    /// Key, project and team scopes of a principal, with their limits.
+    pub fn scopes(&self, p: &Principal) -> Vec<Scope> {
+        let mut s = vec![Scope {
+            key: format!("sluice:auth:key:{}", p.id),
+            name: format!("key {}", p.id),
+            limits: p.limits,
+        }];
+        if let Some(proj) = &p.project {
+            let limits = self.projects.get(proj).map(|(_, l)| *l).unwrap_or_default();
+            s.push(Scope {
+                key: format!("sluice:auth:project:{proj}"),
+                name: format!("project {proj}"),
+                limits,
+            });
+        }
+        let limits = self
+            .teams
+            .get(&p.team)
+            .map(|t| t.limits)
+            .unwrap_or_default();
+        s.push(Scope {
+            key: format!("sluice:auth:team:{}", p.team),
+            name: format!("team {}", p.team),
+            limits,
+        });
+        s
+    }
+
+    pub fn price(&self, model: &str) -> Price {
+        self.prices
+            .iter()
+            .find(|(m, _)| glob(m, model))
+            .map(|(_, p)| *p)
+            .unwrap_or_default()
+    }
+
+    pub fn multiplier(&self, p: &Principal) -> u64 {
+        self.teams
+            .get(&p.team)
+            .map_or(1000, |t| t.multiplier_permille)
+    }
+
+    pub fn cost(&self, p: &Principal, model: &str, usage: &Usage) -> u64 {
+        self.price(model).cost(usage, self.multiplier(p))
+    }
+}
+
+/// The key a client presented: `Authorization: Bearer <key>` or `x-api-key: <key>`.
+pub fn presented_key(
+    authorization: Option<&[u8]>,
+    x_api_key: Option<&[u8]>,
+) -> Result<Vec<u8>, GatewayError> {
+    let invalid =
+        |m: &str| GatewayError::new(401, "invalid_request_error", m).with_code("invalid_api_key");
+    let raw = match (authorization, x_api_key) {
+        (Some(a), _) => {
+            let a = a.strip_prefix(b"Bearer ").or_else(|| a.strip_prefix(b"bearer ")).ok_or_else(|| {
+                invalid("The Authorization header must be 'Bearer <your Sluice API key>'.")
+            })?;
+            a
+        }
+        (None, Some(k)) => k,
+        (None, None) => {
+            return Err(invalid(
+                "You didn't provide an API key. Send your Sluice key as 'Authorization: Bearer <key>' or 'x-api-key: <key>'.",
+            ))
+        }
+    };
+    let key = raw.trim_ascii();
+    if key.is_empty() || key.len() > MAX_KEY_BYTES || !key.iter().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "The API key is malformed: expected up to 512 printable ASCII characters.",
+        ));
+    }
+    Ok(key.to_vec())
+}
+
+pub fn unknown_key() -> GatewayError {
+    GatewayError::new(401, "invalid_request_error", "Incorrect API key provided.")
+        .with_code("invalid_api_key")
+}
+
+pub fn model_not_allowed(model: &str) -> GatewayError {
+    GatewayError::new(
+        403,
+        "invalid_request_error",
+        format!("This API key may not use the model `{model}`."),
+    )
+    .with_param("model")
+    .with_code("model_not_allowed")
+}
+
+/// One scope's usage and limits, for the admin endpoint.
+pub fn usage_report(limits: &Limits, rec: &Record) -> Value {
+    let rem = |l: Option<u64>, used: u64| l.map(|l| l.saturating_sub(used));
+    json!({
+        "window": {
+            "requests_this_minute": rec.requests_minute,
+            "tokens_this_minute": rec.tokens_minute,
+            "tokens_today": rec.tokens_day,
+            "usd_today": rec.micro_usd_day as f64 / 1e6,
+            "usd_this_month": rec.micro_usd_month as f64 / 1e6,
+            "in_flight": rec.in_flight,
+        },
+        "total": {
+            "requests": rec.total_requests,
+            "tokens_in": rec.total_tokens_in,
+            "tokens_out": rec.total_tokens_out,
+            "usd": rec.total_micro_usd as f64 / 1e6,
+            "micro_usd": rec.total_micro_usd,
+            "partial": rec.total_partial,
+            "refused": rec.total_refused,
+        },
+        "limits": {
+            "requests_per_minute": limits.requests_per_minute,
+            "tokens_per_minute": limits.tokens_per_minute,
+            "tokens_per_day": limits.tokens_per_day,
+            "usd_per_day": limits.micro_usd_per_day.map(|v| v as f64 / 1e6),
+            "usd_per_month": limits.micro_usd_per_month.map(|v| v as f64 / 1e6),
+            "parallel_requests": limits.parallel_requests,
+        },
+        "remaining": {
+            "requests_this_minute": rem(limits.requests_per_minute, rec.requests_minute),
+            "tokens_this_minute": rem(limits.tokens_per_minute, rec.tokens_minute),
+            "tokens_today": rem(limits.tokens_per_day, rec.tokens_day),
+            "usd_today": rem(limits.micro_usd_per_day, rec.micro_usd_day).map(|v| v as f64 / 1e6),
+            "usd_this_month": rem(limits.micro_usd_per_month, rec.micro_usd_month).map(|v| v as f64 / 1e6),
+        },
+    })
+}
+
+/// OpenAI's reset format: "1s", "6m0s", "1h2m3s".
+pub fn reset_text(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s}s"),
+        _ => format!("{h}h{m}m{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hexs(b: &[u8; 32]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    fn config() -> AuthConfig {
+        let cfg = json!({
+            "keys": [
+                {"id": "k1", "sha256": hexs(&sha256(b"sk-one")), "team": "t", "project": "p", "models": ["mock-*"],
+                 "limits": {"requests_per_minute": 5, "usd_per_day": 1.5}},
+                {"id": "k2", "sha256": hexs(&sha256(b"sk-two")).to_uppercase(), "team": "t", "admin": true}
+            ],
+            "teams": {"t": {"models": ["mock-gpt", "mock-claude"], "price_multiplier": 1.5, "limits": {"tokens_per_day": 1000}}},
+            "projects": {"p": {"team": "t", "limits": {"parallel_requests": 2}}},
+            "prices": {"mock-*": {"input": 1, "output": 2}, "mock-gpt": {"input": 10, "output": 20}}
+        });
+        AuthConfig::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn authenticates_by_hash() {
+        let c = config();
+        assert_eq!(c.authenticate(b"sk-one").unwrap().id, "k1");
+        assert!(c.authenticate(b"sk-two").unwrap().admin);
+        assert!(c.authenticate(b"sk-three").is_none());
+    }
+
+    #[test]
+    fn models_limits_prices() {
+        let c = config();
+        let k1 = c.authenticate(b"sk-one").unwrap();
+        assert!(c.allowed(k1, "mock-gpt"));
+        assert!(!c.allowed(k1, "mock-gemini")); // team forbids
+        assert!(!c.allowed(k1, "gpt-4o")); // key forbids
+        let s = c.scopes(k1);
+        assert_eq!(
+            s.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
+            [
+                "sluice:auth:key:k1",
+                "sluice:auth:project:p",
+                "sluice:auth:team:t"
+            ]
+        );
+        assert_eq!(s[0].limits.micro_usd_per_day, Some(1_500_000));
+        assert_eq!(s[1].limits.parallel_requests, Some(2));
+        assert_eq!(s[2].limits.tokens_per_day, Some(1000));
+        let u = Usage {
+            prompt_tokens: 1000,
+            completion_tokens: 1000,
+            ..Default::default()
+        };
+        // exact price wins over the glob; team multiplier 1.5
+        assert_eq!(c.cost(k1, "mock-gpt", &u), (10_000 + 20_000) * 3 / 2);
+        assert_eq!(c.cost(k1, "mock-claude", &u), 3000 * 3 / 2);
+        assert_eq!(c.cost(k1, "unpriced", &u), 0);
+    }
+
+    #[test]
+    fn bad_configs_name_the_field() {
+        let bad = |v: Value| AuthConfig::from_json(v.to_string().as_bytes()).unwrap_err();
+        assert!(
+            bad(json!({"keys": [{"id": "a", "sha256": "zz", "team": "t"}]}))
+                .contains("keys[0].sha256")
+        );
+        assert!(bad(json!({"keys": [], "bogus": 1})).contains("bogus"));
+        let h = hexs(&sha256(b"x"));
+        assert!(bad(json!({"keys": [{"id": "a", "sha256": h, "team": "t"}, {"id": "a", "sha256": hexs(&sha256(b"y")), "team": "t"}]})).contains("duplicate"));
+        assert!(bad(
+            json!({"keys": [{"id": "a", "sha256": h, "team": "t", "limits": {"usd_per_day": -1}}]})
+        )
+        .contains("usd_per_day"));
+        assert!(bad(json!({"keys": [{"id": "a", "sha256": h, "team": "t", "project": "p"}], "projects": {"p": {"team": "u"}}})).contains("belongs to team"));
+    }
+
+    #[test]
+    fn presented_keys() {
+        assert_eq!(presented_key(Some(b"Bearer sk-1"), None).unwrap(), b"sk-1");
+        assert_eq!(presented_key(None, Some(b" sk-2 ")).unwrap(), b"sk-2");
+        assert_eq!(presented_key(None, None).unwrap_err().status, 401);
+        assert!(presented_key(Some(b"Basic abc"), None)
+            .unwrap_err()
+            .message
+            .contains("Bearer"));
+        assert!(presented_key(Some(b"Bearer \xff\xfe"), None)
+            .unwrap_err()
+            .message
+            .contains("malformed"));
+        assert!(presented_key(Some(&[b'a'; 600]), None).is_err());
+        let long = [b"Bearer ".as_slice(), &[b'k'; 600]].concat();
+        assert!(presented_key(Some(&long), None)
+            .unwrap_err()
+            .message
+            .contains("malformed"));
+    }
+
+    #[test]
+    fn reset_texts() {
+        assert_eq!(reset_text(1), "1s");
+        assert_eq!(reset_text(360), "6m0s");
+        assert_eq!(reset_text(3723), "1h2m3s");
+    }
+}

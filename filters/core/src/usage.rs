@@ -1,0 +1,391 @@
+//! What a request costs: the prompt estimate made before forwarding, the usage read from the
+//! answer (JSON, or an OpenAI SSE stream, whose usage chunk can also be removed for clients that
+//! did not ask for it), and prices.
+
+use crate::openai::Usage;
+use crate::sse::{self, SseEvent, SseParser};
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Prompt tokens estimated from a request body: 4 bytes of text per token (OpenAI's rule of
+/// thumb for English; UTF-8 bytes over-count other scripts, which errs on the safe side for a
+/// reservation), 4 tokens per message for the role and framing, the tool definitions by their
+/// JSON size, and 765 tokens per image (a high-detail 512 px tile set).
+pub fn estimate_prompt_tokens(body: &Value) -> u64 {
+    let mut bytes: u64 = 0;
+    let mut images: u64 = 0;
+    let mut messages: u64 = 0;
+    for m in body
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        messages += 1;
+        match m.get("content") {
+            Some(Value::String(s)) => bytes += s.len() as u64,
+            Some(Value::Array(parts)) => {
+                for p in parts {
+                    if let Some(t) = p.get("text").and_then(Value::as_str) {
+                        bytes += t.len() as u64;
+                    } else if p.get("image_url").is_some() {
+                        images += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+        for c in m
+            .get("tool_calls")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            bytes += c
+                .pointer("/function/arguments")
+                .and_then(Value::as_str)
+                .map_or(0, |a| a.len() as u64);
+        }
+    }
+    if let Some(tools) = body.get("tools") {
+        bytes += serde_json::to_vec(tools).map_or(0, |v| v.len() as u64);
+    }
+    bytes.div_ceil(4) + messages * 4 + images * 765 + 3
+}
+
+/// Prices in nano-USD per token (USD per million tokens x 1000), integers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Price {
+    pub input: u64,
+    pub output: u64,
+    pub cached_input: u64,
+}
+
+impl Price {
+    /// From USD per million tokens; negative or non-finite prices are refused.
+    pub fn from_usd_per_million(
+        input: f64,
+        output: f64,
+        cached_input: Option<f64>,
+    ) -> Result<Price, String> {
+        let conv = |x: f64, what: &str| {
+            if x.is_finite() && (0.0..1e9).contains(&x) {
+                Ok((x * 1000.0).round() as u64)
+            } else {
+                Err(format!(
+                    "{what} price must be a non-negative number, got {x}"
+                ))
+            }
+        };
+        Ok(Price {
+            input: conv(input, "input")?,
+            output: conv(output, "output")?,
+            cached_input: conv(cached_input.unwrap_or(input), "cached_input")?,
+        })
+    }
+
+    /// Cost in micro-USD (rounded up), times `multiplier_permille / 1000`.
+    pub fn cost(&self, usage: &Usage, multiplier_permille: u64) -> u64 {
+        let cached = usage.cached_tokens.unwrap_or(0).min(usage.prompt_tokens);
+        let fresh = usage.prompt_tokens - cached;
+        let nanos = (fresh as u128 * self.input as u128)
+            + (cached as u128 * self.cached_input as u128)
+            + (usage.completion_tokens as u128 * self.output as u128);
+        let nanos = nanos * multiplier_permille as u128 / 1000;
+        u64::try_from(nanos.div_ceil(1000)).unwrap_or(u64::MAX)
+    }
+}
+
+/// Largest believable token count for one request; larger (or negative) numbers are ignored.
+pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
+
+#[derive(Deserialize)]
+struct UsageView {
+    prompt_tokens: Option<Value>,
+    completion_tokens: Option<Value>,
+    prompt_tokens_details: Option<Value>,
+}
+
+fn count(v: Option<&Value>) -> Option<u64> {
+    v.and_then(Value::as_u64)
+        .filter(|&n| n <= MAX_TOKENS_PER_REQUEST)
+}
+
+/// OpenAI usage from a `usage` object; `None` when missing, negative or absurd.
+pub fn read_usage(u: &Value) -> Option<Usage> {
+    let view: UsageView = serde_json::from_value(u.clone()).ok()?;
+    let prompt = count(view.prompt_tokens.as_ref())?;
+    let completion = count(view.completion_tokens.as_ref())?;
+    let cached = view
+        .prompt_tokens_details
+        .as_ref()
+        .and_then(|d| count(d.get("cached_tokens")));
+    Some(Usage {
+        prompt_tokens: prompt,
+        completion_tokens: completion,
+        cached_tokens: cached,
+        reasoning_tokens: None,
+    })
+}
+
+/// Usage and content size of a complete chat completion body.
+pub fn read_completion(body: &[u8]) -> (Option<Usage>, u64) {
+    let Ok(v) = serde_json::from_slice::<Value>(body) else {
+        return (None, 0);
+    };
+    let usage = v.get("usage").and_then(read_usage);
+    let content: u64 = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| {
+            let m = c.get("message");
+            let text = m
+                .and_then(|m| m.get("content"))
+                .and_then(Value::as_str)
+                .map_or(0, str::len);
+            let calls = m
+                .and_then(|m| m.get("tool_calls"))
+                .map_or(0, |t| serde_json::to_vec(t).map_or(0, |b| b.len()));
+            (text + calls) as u64
+        })
+        .sum();
+    (usage, content)
+}
+
+#[derive(Deserialize)]
+struct ChunkView<'a> {
+    #[serde(default, borrow)]
+    choices: Vec<ChoiceView<'a>>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default)]
+    error: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct ChoiceView<'a> {
+    #[serde(default, borrow)]
+    delta: Option<DeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct DeltaView<'a> {
+    #[serde(default, borrow)]
+    content: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    tool_calls: Option<Value>,
+}
+
+/// Watches an OpenAI SSE stream: reads its usage chunk, counts what was generated (for a stream
+/// cut short), notes `[DONE]` and error events, and, with `strip`, removes the usage chunk and
+/// `usage` fields for a client that did not ask for them. Without `strip` the bytes pass
+/// through untouched.
+#[derive(Debug, Default)]
+pub struct UsageTap {
+    parser: SseParser,
+    strip: bool,
+    pub usage: Option<Usage>,
+    /// Bytes of generated content and tool-call deltas seen.
+    pub content_bytes: u64,
+    pub done: bool,
+    pub error: bool,
+}
+
+impl UsageTap {
+    pub fn new(strip: bool) -> Self {
+        UsageTap {
+            strip,
+            ..Default::default()
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        match self.parser.feed(chunk) {
+            Ok(events) => {
+                let out = self.events(events);
+                if self.strip {
+                    out
+                } else {
+                    chunk.to_vec()
+                }
+            }
+            // Not ours to judge (the translate filter reports broken streams): pass it on.
+            Err(_) => chunk.to_vec(),
+        }
+    }
+
+    /// Ends the stream; returns what is still to be written (only when stripping).
+    pub fn finish(&mut self) -> Vec<u8> {
+        let events = self.parser.finish().unwrap_or_default();
+        let out = self.events(events);
+        if self.strip {
+            out
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn events(&mut self, events: Vec<SseEvent>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for ev in events {
+            let data = ev.data;
+            if data == "[DONE]" {
+                self.done = true;
+                sse::write_data(&mut out, data.as_bytes());
+                continue;
+            }
+            let mut drop = false;
+            if let Ok(view) = serde_json::from_str::<ChunkView>(&data) {
+                if view.error.is_some() {
+                    self.error = true;
+                }
+                for c in &view.choices {
+                    if let Some(d) = &c.delta {
+                        self.content_bytes += d.content.as_ref().map_or(0, |s| s.len() as u64);
+                        self.content_bytes += d
+                            .tool_calls
+                            .as_ref()
+                            .map_or(0, |t| t.to_string().len() as u64);
+                    }
+                }
+                if let Some(u) = view.usage.as_ref().filter(|u| !u.is_null()) {
+                    if let Some(u) = read_usage(u) {
+                        self.usage = Some(u);
+                    }
+                    drop = view.choices.is_empty();
+                }
+            }
+            if !self.strip {
+                continue;
+            }
+            if drop {
+                continue;
+            }
+            if data.contains("\"usage\"") {
+                match serde_json::from_str::<Value>(&data) {
+                    Ok(Value::Object(mut o)) => {
+                        o.remove("usage");
+                        sse::write_data(&mut out, &serde_json::to_vec(&o).unwrap_or_default());
+                    }
+                    _ => write_raw(&mut out, ev.event.as_deref(), &data),
+                }
+            } else {
+                write_raw(&mut out, ev.event.as_deref(), &data);
+            }
+        }
+        out
+    }
+
+    /// Tokens generated so far, estimated from bytes (4 per token) when usage is unknown.
+    pub fn estimated_completion_tokens(&self) -> u64 {
+        self.content_bytes.div_ceil(4)
+    }
+}
+
+fn write_raw(out: &mut Vec<u8>, event: Option<&str>, data: &str) {
+    if let Some(e) = event {
+        out.extend_from_slice(b"event: ");
+        out.extend_from_slice(e.as_bytes());
+        out.push(b'\n');
+    }
+    for line in data.split('\n') {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(line.as_bytes());
+        out.push(b'\n');
+    }
+    out.push(b'\n');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn estimates_prompt_tokens() {
+        let body = json!({"messages": [
+            {"role": "system", "content": "You are terse."},
+            {"role": "user", "content": [{"type": "text", "text": "abcdefgh"}, {"type": "image_url", "image_url": {"url": "x"}}]}
+        ]});
+        // 14 + 8 bytes -> 6 tokens, 2 messages -> 8, one image -> 765, priming 3
+        assert_eq!(estimate_prompt_tokens(&body), 6 + 8 + 765 + 3);
+        assert_eq!(estimate_prompt_tokens(&json!({})), 3);
+    }
+
+    #[test]
+    fn prices_in_integers() {
+        let p = Price::from_usd_per_million(2.5, 10.0, Some(1.25)).unwrap();
+        let u = Usage {
+            prompt_tokens: 1000,
+            completion_tokens: 100,
+            cached_tokens: Some(400),
+            reasoning_tokens: None,
+        };
+        // 600 * 2.5 + 400 * 1.25 + 100 * 10 = 1500 + 500 + 1000 micro-USD
+        assert_eq!(p.cost(&u, 1000), 3000);
+        assert_eq!(p.cost(&u, 1500), 4500);
+        assert!(Price::from_usd_per_million(-1.0, 1.0, None).is_err());
+        assert!(Price::from_usd_per_million(f64::NAN, 1.0, None).is_err());
+        let huge = Usage {
+            prompt_tokens: u64::MAX,
+            completion_tokens: u64::MAX,
+            ..Default::default()
+        };
+        assert_eq!(
+            Price::from_usd_per_million(1e8, 1e8, None)
+                .unwrap()
+                .cost(&huge, 1000),
+            u64::MAX
+        );
+    }
+
+    #[test]
+    fn usage_bad_numbers_are_ignored() {
+        assert!(read_usage(&json!({"prompt_tokens": -1, "completion_tokens": 2})).is_none());
+        assert!(read_usage(&json!({"prompt_tokens": 1e30, "completion_tokens": 2})).is_none());
+        assert!(read_usage(&json!({"prompt_tokens": "7", "completion_tokens": 2})).is_none());
+        let u = read_usage(&json!({"prompt_tokens": 7, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 3}})).unwrap();
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+            (7, 2, Some(3))
+        );
+    }
+
+    const STREAM: &str = "data: {\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"h\u{e9}llo\"}}],\"usage\":null}\n\ndata: {\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\ndata: [DONE]\n\n";
+
+    #[test]
+    fn tap_reads_usage_and_strips_at_every_split() {
+        let b = STREAM.as_bytes();
+        for cut in 0..b.len() {
+            for strip in [false, true] {
+                let mut t = UsageTap::new(strip);
+                let mut out = t.feed(&b[..cut]);
+                out.extend(t.feed(&b[cut..]));
+                out.extend(t.finish());
+                assert_eq!(t.usage.unwrap().prompt_tokens, 9);
+                assert!(t.done);
+                assert_eq!(t.content_bytes, 6);
+                let text = String::from_utf8(out).unwrap();
+                if strip {
+                    assert!(
+                        !text.contains("usage") && text.ends_with("data: [DONE]\n\n"),
+                        "{text}"
+                    );
+                } else {
+                    assert_eq!(text, STREAM);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tap_on_a_cut_stream_estimates() {
+        let mut t = UsageTap::new(false);
+        t.feed(&STREAM.as_bytes()[..STREAM.find("data: {\"choices\":[]").unwrap()]);
+        t.finish();
+        assert!(t.usage.is_none() && !t.done);
+        assert_eq!(t.estimated_completion_tokens(), 2);
+    }
+}
