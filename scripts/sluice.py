@@ -122,9 +122,10 @@ class Stack:
                  mock_port: int | None = None, env: dict | None = None, concurrency: int = 2,
                  log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
                  mock_args: list[str] | None = None, spec: dict | None = None,
-                 extra_mocks: list[list[str]] | None = None):
+                 extra_mocks: list[list[str]] | None = None, lds: bool = False):
         """`spec`: run this sluice-gen spec instead of the default gateway (listen, admin and
-        wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments."""
+        wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments.
+        `lds`: serve the listener from a file (LDS) so that `reload()` can change it live."""
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
@@ -137,6 +138,7 @@ class Stack:
         self.mock_args = mock_args or []
         self.spec = spec
         self.extra_mocks = extra_mocks or []
+        self.lds = lds
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -152,18 +154,19 @@ class Stack:
 
     def start(self) -> "Stack":
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        out = subprocess.DEVNULL if self.quiet else None
+        out = open(self.run_dir / "stdout.log", "ab") if self.quiet else None  # the access log
         life = ["--max-seconds", str(self.max_seconds)] if self.max_seconds else []
         for args in [["--port", str(self.mock_port), *self.mock_args], *self.extra_mocks]:
             self.procs.append(subprocess.Popen([str(MOCK), *args, *life], stdout=subprocess.DEVNULL))
             port = args[args.index("--port") + 1]
             wait_http(f"http://127.0.0.1:{port}/health", 10, self.procs[-1])
         if self.spec is not None:
-            cfg = sluice_gen.generate({**self.spec, "listen": f"127.0.0.1:{self.port}",
-                                       "admin": f"127.0.0.1:{self.admin_port}", "wasm_dir": str(WASM_DIR)})
+            cfg = self._generate(self.spec)
         else:
             cfg = render(port=self.port, admin_port=self.admin_port, mock_port=self.mock_port,
                          run_dir=self.run_dir, env=self.env)
+        if self.lds:
+            cfg = self._split_lds(cfg)
         path = self.run_dir / "gateway.yaml"
         path.write_text(sluice_gen.dump(cfg))
         envoy_cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(self.concurrency),
@@ -177,6 +180,27 @@ class Stack:
             self.stop()
             raise
         return self
+
+    def _generate(self, spec: dict) -> dict:
+        return sluice_gen.generate({**spec, "listen": f"127.0.0.1:{self.port}",
+                                    "admin": f"127.0.0.1:{self.admin_port}", "wasm_dir": str(WASM_DIR)})
+
+    def _split_lds(self, cfg: dict) -> dict:
+        """Moves the listener to lds.yaml (replaced atomically: Envoy watches for the rename)."""
+        listeners = cfg["static_resources"].pop("listeners")
+        doc = {"resources": [{"@type": "type.googleapis.com/envoy.config.listener.v3.Listener", **l}
+                             for l in listeners]}
+        tmp = self.run_dir / "lds.yaml.tmp"
+        tmp.write_text(sluice_gen.dump(doc))
+        os.replace(tmp, self.run_dir / "lds.yaml")
+        cfg["dynamic_resources"] = {"lds_config": {"resource_api_version": "V3",
+                                                   "path_config_source": {"path": str(self.run_dir / "lds.yaml")}}}
+        return cfg
+
+    def reload(self, spec: dict) -> None:
+        """Applies a new spec's listener (keys, limits, filters) without restarting Envoy."""
+        assert self.lds, "reload needs Stack(lds=True)"
+        self._split_lds(self._generate(spec))
 
     def stop(self) -> None:
         for p in reversed(self.procs):
