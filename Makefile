@@ -51,4 +51,6 @@ clean:
 
 # Benchmarks, not tests: side by side in one run, printed as a table.
 bench: build
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/failover.py
+	$(PY) bench/estimate.py

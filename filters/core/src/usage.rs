@@ -7,14 +7,18 @@ use crate::sse::{self, SseEvent, SseParser};
 use serde::Deserialize;
 use serde_json::Value;
 
-/// Prompt tokens estimated from a request body: 4 bytes of text per token (OpenAI's rule of
-/// thumb for English; UTF-8 bytes over-count other scripts, which errs on the safe side for a
-/// reservation), 4 tokens per message for the role and framing, the tool definitions by their
-/// JSON size, and 765 tokens per image (a high-detail 512 px tile set).
+/// Prompt tokens estimated from a request body, by character class: ASCII letters 4 per
+/// token, digits 3 per token, each ASCII punctuation mark a token, non-ASCII bytes 4.5 per
+/// token, whitespace free; plus 4 tokens per message (role and framing), 3 to prime the answer,
+/// and 765 per image (a high-detail 512 px tile set). Tool definitions and tool-call arguments
+/// count by the same rule. Against OpenAI's o200k_base tokenizer on English, code, JSON and
+/// seven other scripts the estimate is 0.84 to 1.69 times the real count (median about 1.2);
+/// `make bench` prints the table. It errs high on purpose: it is a reservation.
 pub fn estimate_prompt_tokens(body: &Value) -> u64 {
-    let mut bytes: u64 = 0;
+    let mut weight: u64 = 0; // in 36ths of a token
     let mut images: u64 = 0;
     let mut messages: u64 = 0;
+    let mut text = |s: &str| weight += text_weight(s.as_bytes());
     for m in body
         .get("messages")
         .and_then(Value::as_array)
@@ -23,11 +27,11 @@ pub fn estimate_prompt_tokens(body: &Value) -> u64 {
     {
         messages += 1;
         match m.get("content") {
-            Some(Value::String(s)) => bytes += s.len() as u64,
+            Some(Value::String(s)) => text(s),
             Some(Value::Array(parts)) => {
                 for p in parts {
                     if let Some(t) = p.get("text").and_then(Value::as_str) {
-                        bytes += t.len() as u64;
+                        text(t);
                     } else if p.get("image_url").is_some() {
                         images += 1;
                     }
@@ -41,16 +45,29 @@ pub fn estimate_prompt_tokens(body: &Value) -> u64 {
             .into_iter()
             .flatten()
         {
-            bytes += c
-                .pointer("/function/arguments")
-                .and_then(Value::as_str)
-                .map_or(0, |a| a.len() as u64);
+            if let Some(a) = c.pointer("/function/arguments").and_then(Value::as_str) {
+                text(a);
+            }
         }
     }
     if let Some(tools) = body.get("tools") {
-        bytes += serde_json::to_vec(tools).map_or(0, |v| v.len() as u64);
+        weight += text_weight(&serde_json::to_vec(tools).unwrap_or_default());
     }
-    bytes.div_ceil(4) + messages * 4 + images * 765 + 3
+    weight.div_ceil(36) + messages * 4 + images * 765 + 3
+}
+
+/// Token weight of text in 36ths: letter 9, digit 12, punctuation 36, non-ASCII byte 8.
+fn text_weight(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .map(|&b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' => 9,
+            b'0'..=b'9' => 12,
+            b' ' | b'\n' | b'\t' | b'\r' => 0,
+            0..=0x7f => 36,
+            _ => 8,
+        })
+        .sum()
 }
 
 /// Prices in nano-USD per token (USD per million tokens x 1000), integers.
@@ -309,8 +326,10 @@ mod tests {
             {"role": "system", "content": "You are terse."},
             {"role": "user", "content": [{"type": "text", "text": "abcdefgh"}, {"type": "image_url", "image_url": {"url": "x"}}]}
         ]});
-        // 14 + 8 bytes -> 6 tokens, 2 messages -> 8, one image -> 765, priming 3
+        // "You are terse." 11 letters + 1 dot, "abcdefgh" 8 letters: (19*9 + 36)/36 -> 6 tokens;
+        // 2 messages -> 8, one image -> 765, priming 3
         assert_eq!(estimate_prompt_tokens(&body), 6 + 8 + 765 + 3);
+        assert_eq!(text_weight("12 ü!".as_bytes()), 12 + 12 + 8 + 8 + 36);
         assert_eq!(estimate_prompt_tokens(&json!({})), 3);
     }
 
