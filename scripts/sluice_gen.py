@@ -47,7 +47,7 @@ AUTH = {  # provider -> (header, value prefix) the credential injector writes
 BASE_PATHS = {"openai": "/v1", "azure": "/openai/deployments", "anthropic": "/v1", "gemini": "/v1beta"}
 
 TOP_KEYS = {"listen", "admin", "wasm_dir", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models",
-            "auth"}
+            "auth", "cache"}
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
                 "outlier_detection", "max_requests", "connect_timeout"}
 ENDPOINT_KEYS = {"url", "secret", "weight"}
@@ -179,6 +179,9 @@ class Generator:
         self.auth = spec.get("auth")
         if self.auth is not None and not isinstance(self.auth, dict):
             raise SpecError("auth: expected the sluice-auth configuration (a mapping)")
+        self.cache = spec.get("cache")
+        if self.cache is not None and not isinstance(self.cache, dict):
+            raise SpecError("cache: expected the sluice-cache configuration (a mapping, {} for defaults)")
         self.runtime = spec.get("runtime", "v8")
         if self.runtime not in ("v8", "wasmtime", "wamr"):
             raise SpecError(f"runtime: expected v8, wasmtime or wamr, got {self.runtime!r}")
@@ -414,6 +417,15 @@ class Generator:
             auth_conf = {**self.auth, "max_body_bytes": self.max_body}
             http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime,
                                              module="sluice_auth"))
+        if self.cache is not None:
+            # After auth (the tenant comes from its filter state), before translate: entries are
+            # keyed on, and hold, the OpenAI form. Behind auth, a replay always carries the usage
+            # chunk, which auth reads and removes for clients that did not ask.
+            cache_conf = {**self.cache}
+            if self.auth is not None:
+                cache_conf.setdefault("usage_in_replay", True)
+            http_filters.append(_wasm_filter("sluice.cache", "sluice-cache", cache_conf, self.wasm, self.runtime,
+                                             module="sluice_cache"))
         http_filters += [
             _wasm_filter("sluice.translate.route", "sluice-translate-route", route_conf, self.wasm, self.runtime),
             {"name": "envoy.filters.http.router", "typed_config": {

@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod backend;
+pub mod cache;
 pub mod error;
 pub mod metadata;
 pub mod models;

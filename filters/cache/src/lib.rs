@@ -1,0 +1,416 @@
+//! sluice-cache: answers identical requests from shared data, in the shape the client asked
+//! for (JSON or SSE, whichever filled the entry), and stores complete successes of misses as
+//! they pass. Keys include the tenant (team by default, from sluice-auth), so a team never
+//! receives another team's entry. See `sluice_core::cache`.
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel};
+use serde::Deserialize;
+use serde_json::Value;
+use sluice_core::cache::{self, Assembler, Bounds, Cache, Entry};
+use sluice_core::models::glob;
+use sluice_host::{self as host, Buffer, SharedData};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Scope {
+    Team,
+    Project,
+    Key,
+    Global,
+}
+
+fn default_scope() -> Scope {
+    Scope::Team
+}
+fn default_ttl() -> u64 {
+    3600
+}
+fn default_max_ttl() -> u64 {
+    86_400
+}
+fn default_entries() -> u32 {
+    10_000
+}
+fn default_bytes() -> u64 {
+    64 << 20
+}
+fn default_entry_bytes() -> u64 {
+    1 << 20
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Config {
+    /// Who may share entries: a team (default), a project, a key, or everyone.
+    #[serde(default = "default_scope")]
+    scope: Scope,
+    #[serde(default = "default_ttl")]
+    ttl_seconds: u64,
+    /// Upper bound of a per-request `x-sluice-cache-ttl`.
+    #[serde(default = "default_max_ttl")]
+    max_ttl_seconds: u64,
+    /// TTL per model name or glob (the first match wins).
+    #[serde(default)]
+    model_ttl: BTreeMap<String, u64>,
+    #[serde(default = "default_entries")]
+    max_entries: u32,
+    #[serde(default = "default_bytes")]
+    max_bytes: u64,
+    #[serde(default = "default_entry_bytes")]
+    max_entry_bytes: u64,
+    /// Cache only requests with temperature 0 (unless `x-sluice-cache-force: true`).
+    #[serde(default)]
+    deterministic_only: bool,
+    /// Store answers that call tools (off: a replayed tool call may repeat an action).
+    #[serde(default)]
+    store_tool_calls: bool,
+    /// Replay the usage chunk to every streaming client (set when sluice-auth, which reads it
+    /// and removes it for clients that did not ask, sits in front).
+    #[serde(default)]
+    usage_in_replay: bool,
+}
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+}}
+
+#[derive(Default)]
+struct Metrics(HashMap<&'static str, Option<u32>>);
+
+impl Metrics {
+    fn add(&mut self, name: &'static str, by: u64) {
+        if by == 0 {
+            return;
+        }
+        let id = *self
+            .0
+            .entry(name)
+            .or_insert_with(|| host::define_counter(&format!("sluice_cache.{name}")));
+        if let Some(id) = id {
+            host::increment(id, by);
+        }
+    }
+}
+
+struct Root {
+    config: Option<Rc<Config>>,
+    metrics: Rc<RefCell<Metrics>>,
+}
+
+impl Context for Root {}
+
+impl RootContext for Root {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let raw = proxy_wasm::hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let mut de = serde_json::Deserializer::from_slice(&raw);
+        match serde_path_to_error::deserialize::<_, Config>(&mut de) {
+            Ok(c) if c.max_entries > 0 && c.max_bytes > 0 => {
+                self.config = Some(Rc::new(c));
+                true
+            }
+            Ok(_) => {
+                host::log(LogLevel::Error, "sluice-cache: configuration refused: max_entries and max_bytes must be positive");
+                false
+            }
+            Err(e) => {
+                host::log(
+                    LogLevel::Error,
+                    &format!(
+                        "sluice-cache: configuration refused: field '{}': {}",
+                        e.path(),
+                        e.inner()
+                    ),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
+        let config = Rc::clone(self.config.as_ref()?);
+        Some(Box::new(CacheCtx {
+            config,
+            metrics: Rc::clone(&self.metrics),
+            state: State::Idle,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+enum State {
+    Idle,
+    /// Reading the request body.
+    Reading {
+        no_cache: bool,
+        no_store: bool,
+        ttl: Option<u64>,
+        force: bool,
+    },
+    /// Passed through without the cache (and why it says so).
+    Bypass,
+    /// A miss to store when it ends cleanly.
+    Miss {
+        hash: [u8; 32],
+        ttl: u64,
+        json: Option<Vec<u8>>,
+        sse: Option<Assembler>,
+        ok: bool,
+    },
+}
+
+struct CacheCtx {
+    config: Rc<Config>,
+    metrics: Rc<RefCell<Metrics>>,
+    state: State,
+}
+
+impl CacheCtx {
+    fn bounds(&self) -> Bounds {
+        Bounds::new(
+            self.config.max_entries,
+            self.config.max_bytes,
+            self.config.max_entry_bytes,
+        )
+    }
+
+    fn tenant(&self) -> String {
+        let prop = |name: &str| {
+            host::property(vec![name])
+                .and_then(|b| String::from_utf8(b).ok())
+                .unwrap_or_else(|| "-".into())
+        };
+        match self.config.scope {
+            Scope::Team => format!("team:{}", prop("sluice_team")),
+            Scope::Project => format!("project:{}:{}", prop("sluice_team"), prop("sluice_project")),
+            Scope::Key => format!("key:{}", prop("sluice_key_id")),
+            Scope::Global => "global".into(),
+        }
+    }
+
+    fn ttl(&self, model: &str, requested: Option<u64>) -> u64 {
+        requested
+            .map(|t| t.min(self.config.max_ttl_seconds))
+            .unwrap_or_else(|| {
+                self.config
+                    .model_ttl
+                    .iter()
+                    .find(|(m, _)| glob(m, model))
+                    .map_or(self.config.ttl_seconds, |(_, t)| *t)
+            })
+    }
+}
+
+impl Context for CacheCtx {}
+
+impl HttpContext for CacheCtx {
+    fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
+        let req = host::map_request();
+        let method = host::header_str(req, ":method").unwrap_or_default();
+        let path = host::header_str(req, ":path").unwrap_or_default();
+        if method != "POST"
+            || path.split('?').next() != Some("/v1/chat/completions")
+            || end_of_stream
+        {
+            return Action::Continue;
+        }
+        let cc = host::header_str(req, "cache-control")
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let has = |d: &str| cc.split(',').any(|x| x.trim() == d);
+        self.state = State::Reading {
+            no_cache: has("no-cache"),
+            no_store: has("no-store"),
+            ttl: host::header_str(req, "x-sluice-cache-ttl").and_then(|t| t.trim().parse().ok()),
+            force: host::header_str(req, "x-sluice-cache-force")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        };
+        Action::Pause
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let State::Reading {
+            no_cache,
+            no_store,
+            ttl,
+            force,
+        } = self.state
+        else {
+            return Action::Continue;
+        };
+        if !end_of_stream {
+            return Action::Pause;
+        }
+        self.state = State::Bypass;
+        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+            return Action::Continue;
+        };
+        let deterministic = v.get("temperature").and_then(Value::as_f64) == Some(0.0);
+        if (self.config.deterministic_only && !deterministic && !force) || (no_cache && no_store) {
+            self.metrics.borrow_mut().add("bypasses", 1);
+            return Action::Continue;
+        }
+        let hash = cache::key(&self.tenant(), &v);
+        let now = host::now_secs();
+        if !no_cache {
+            let c = Cache {
+                store: &SharedData,
+                bounds: self.bounds(),
+            };
+            if let Some(entry) = c.lookup(&hash, now) {
+                self.metrics.borrow_mut().add("hits", 1);
+                let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
+                let asked = v
+                    .pointer("/stream_options/include_usage")
+                    .and_then(Value::as_bool)
+                    == Some(true);
+                let (ctype, out) = if stream {
+                    (
+                        "text/event-stream",
+                        cache::replay_sse(&entry.completion, asked || self.config.usage_in_replay),
+                    )
+                } else {
+                    (
+                        "application/json",
+                        serde_json::to_vec(&entry.completion).unwrap_or_default(),
+                    )
+                };
+                let served = entry
+                    .completion
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                host::send(
+                    200,
+                    &[
+                        ("content-type", ctype.into()),
+                        ("x-sluice-cache", "hit".into()),
+                        ("age", now.saturating_sub(entry.stored_at).to_string()),
+                        ("x-sluice-provider", "cache".into()),
+                        ("x-sluice-served-model", served),
+                    ],
+                    &out,
+                );
+                self.state = State::Idle;
+                return Action::Pause;
+            }
+        }
+        if no_store {
+            self.metrics.borrow_mut().add("bypasses", 1);
+            return Action::Continue;
+        }
+        self.metrics.borrow_mut().add("misses", 1);
+        let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
+        let ttl = self.ttl(model, ttl);
+        self.state = State::Miss {
+            hash,
+            ttl,
+            json: None,
+            sse: None,
+            ok: false,
+        };
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        let resp = host::map_response();
+        let max = self.config.max_entry_bytes;
+        match &mut self.state {
+            State::Bypass => host::set_header(resp, "x-sluice-cache", Some("bypass")),
+            State::Miss { json, sse, ok, .. } => {
+                host::set_header(resp, "x-sluice-cache", Some("miss"));
+                *ok = host::header_str(resp, ":status").as_deref() == Some("200");
+                if host::header_str(resp, "content-type")
+                    .is_some_and(|c| c.starts_with("text/event-stream"))
+                {
+                    *sse = Some(Assembler::new(max));
+                } else {
+                    *json = Some(Vec::new());
+                }
+            }
+            _ => {}
+        }
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let State::Miss {
+            hash,
+            ttl,
+            json,
+            sse,
+            ok,
+        } = &mut self.state
+        else {
+            return Action::Continue;
+        };
+        if !*ok {
+            return Action::Continue;
+        }
+        let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+        if let Some(a) = sse.as_mut() {
+            a.feed(&chunk);
+        } else if let Some(buf) = json.as_mut() {
+            if (buf.len() + chunk.len()) as u64 <= self.config.max_entry_bytes {
+                buf.extend_from_slice(&chunk);
+            } else {
+                *ok = false; // over the entry limit: not stored
+                *json = None;
+                self.metrics.borrow_mut().add("too_large", 1);
+                return Action::Continue;
+            }
+        }
+        if !end_of_stream {
+            return Action::Continue;
+        }
+        let store_tools = self.config.store_tool_calls;
+        let completion = match (sse.as_mut(), json.as_ref()) {
+            (Some(a), _) => a.finish(store_tools),
+            (None, Some(b)) => cache::from_json(b, store_tools),
+            _ => None,
+        };
+        let (hash, ttl) = (*hash, *ttl);
+        self.state = State::Idle;
+        if let Some(completion) = completion {
+            let now = host::now_secs();
+            let c = Cache {
+                store: &SharedData,
+                bounds: self.bounds(),
+            };
+            let out = c.insert(
+                &hash,
+                &Entry {
+                    stored_at: now,
+                    completion,
+                },
+                ttl,
+                now,
+            );
+            let mut m = self.metrics.borrow_mut();
+            if out.stored {
+                m.add("stored", 1);
+                m.add("stored_bytes", out.bytes);
+            }
+            m.add("evictions", u64::from(out.evicted));
+            m.add("expired_reclaimed", u64::from(out.expired));
+            m.add("too_large", u64::from(out.too_large));
+        }
+        Action::Continue
+    }
+}
