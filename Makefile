@@ -53,4 +53,5 @@ clean:
 bench: build
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	$(PY) bench/failover.py
+	$(PY) bench/cache.py
 	$(PY) bench/estimate.py

@@ -187,3 +187,13 @@ def test_concurrent_identical_misses_store_once_and_every_worker_hits(cs):
     assert stat(cs, "stored") == stored + 1
     # New connections spread over both workers: every one hits.
     assert all(ask(cs, q).headers["x-sluice-cache"] == "hit" for _ in range(12))
+
+
+def test_default_gateway_caches_deterministic_requests_only(post):
+    q = {"model": "mock-claude", "messages": [{"role": "user", "content": fresh()}]}
+    assert post({**q, "temperature": 0}).headers["x-sluice-cache"] == "miss"
+    assert post({**q, "temperature": 0}).headers["x-sluice-cache"] == "hit"
+    assert post({**q, "temperature": 0.7}).headers["x-sluice-cache"] == "bypass"
+    forced = {**q, "temperature": 0.7}
+    assert post(forced, {"x-sluice-cache-force": "true"}).headers["x-sluice-cache"] == "miss"
+    assert post(forced, {"x-sluice-cache-force": "true"}).headers["x-sluice-cache"] == "hit"
