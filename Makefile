@@ -20,7 +20,7 @@ $(STAMP): tests/requirements.txt
 	touch $@
 
 build: setup
-	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii
 	$(CARGO) build --release -p sluice-mock
 
 run: build
@@ -28,7 +28,7 @@ run: build
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii --all-targets -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
 
 unit: setup

@@ -47,7 +47,7 @@ AUTH = {  # provider -> (header, value prefix) the credential injector writes
 BASE_PATHS = {"openai": "/v1", "azure": "/openai/deployments", "anthropic": "/v1", "gemini": "/v1beta"}
 
 TOP_KEYS = {"listen", "admin", "wasm_dir", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models",
-            "auth", "cache"}
+            "auth", "cache", "pii"}
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
                 "outlier_detection", "max_requests", "connect_timeout"}
 ENDPOINT_KEYS = {"url", "secret", "weight"}
@@ -179,6 +179,9 @@ class Generator:
         self.auth = spec.get("auth")
         if self.auth is not None and not isinstance(self.auth, dict):
             raise SpecError("auth: expected the sluice-auth configuration (a mapping)")
+        self.pii = spec.get("pii")
+        if self.pii is not None and not isinstance(self.pii, dict):
+            raise SpecError("pii: expected the sluice-pii configuration (a mapping, {} for defaults)")
         self.cache = spec.get("cache")
         if self.cache is not None and not isinstance(self.cache, dict):
             raise SpecError("cache: expected the sluice-cache configuration (a mapping, {} for defaults)")
@@ -417,6 +420,11 @@ class Generator:
             auth_conf = {**self.auth, "max_body_bytes": self.max_body}
             http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime,
                                              module="sluice_auth"))
+        if self.pii is not None:
+            # Before the cache: entries are keyed on, and hold, the redacted form (no PII at rest);
+            # on the way back it re-hydrates answers, cache hits included.
+            http_filters.append(_wasm_filter("sluice.pii", "sluice-pii", self.pii, self.wasm, self.runtime,
+                                             module="sluice_pii"))
         if self.cache is not None:
             # After auth (the tenant comes from its filter state), before translate: entries are
             # keyed on, and hold, the OpenAI form. Behind auth, a replay always carries the usage

@@ -37,7 +37,7 @@ def cs(tmp_path_factory):
                      {"id": "admin", "sha256": sha("sk-admin"), "team": "ops", "admin": True}],
             "prices": {"mock-*": {"input": 1, "output": 2}},
         },
-        "cache": {"ttl_seconds": 300, "max_entries": 16, "max_bytes": 65536, "max_entry_bytes": 8192},
+        "cache": {"ttl_seconds": 300, "max_entries": 64, "max_bytes": 65536, "max_entry_bytes": 8192},
     }
     stack = sluice.Stack(run, mock_port=m, spec=spec, concurrency=2, max_seconds=900, quiet=True)
     stack.start()

@@ -19,6 +19,7 @@ pub mod openai;
 pub mod openai_anthropic;
 pub mod openai_compat;
 pub mod openai_gemini;
+pub mod pii;
 pub mod quota;
 pub mod sse;
 pub mod stream;

@@ -17,6 +17,8 @@
 //! | `x-mock-fault: bad-event` | a stream with a broken event in the middle |
 //! | `x-mock-fault: stream-error` | the provider's own error event in the middle of the stream |
 //! | `x-mock-cached-tokens: N` | report N cached prompt tokens |
+//! | `x-mock-reply: TEXT` | answer TEXT instead of the echo (what a model may write on its own) |
+//! | `x-mock-split-at: N` | write the stream in two pieces, split at byte N |
 //! | `x-mock-tag: T` | remember the request; `GET /_mock/requests/T` returns what arrived |
 //! | `x-mock-target: anthropic,eu` | apply the faults above only on these providers or instances |
 //!

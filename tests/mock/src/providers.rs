@@ -782,6 +782,12 @@ fn text_of(v: &Value) -> String {
 }
 
 fn fill(schema: &Value) -> Value {
+    fill_echo(schema, "")
+}
+
+/// Fills a schema's required fields; a string property named `echo` gets `echo` (the last user
+/// text), so tool-call arguments can carry the user's words back.
+fn fill_echo(schema: &Value, echo: &str) -> Value {
     if let Some(first) = schema
         .get("enum")
         .and_then(Value::as_array)
@@ -809,14 +815,18 @@ fn fill(schema: &Value) -> Value {
                 .flatten()
             {
                 if let Some(name) = r.as_str() {
-                    o.insert(
-                        name.into(),
-                        fill(
-                            schema
-                                .pointer(&format!("/properties/{name}"))
-                                .unwrap_or(&json!({"type":"string"})),
-                        ),
-                    );
+                    let string = json!({"type": "string"});
+                    let sub = schema
+                        .pointer(&format!("/properties/{name}"))
+                        .unwrap_or(&string);
+                    let v = if name == "echo"
+                        && sub.get("type").and_then(Value::as_str) == Some("string")
+                    {
+                        json!(echo)
+                    } else {
+                        fill_echo(sub, echo)
+                    };
+                    o.insert(name.into(), v);
                 }
             }
             Value::Object(o)
@@ -879,7 +889,7 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
                     .and_then(|t| t.pointer("/function/parameters"))
                     .cloned()
                     .unwrap_or(json!({}));
-                (name.to_string(), fill(&schema))
+                (name.to_string(), fill_echo(&schema, &last_text))
             });
             thinking = false;
             n = b.get("n").and_then(Value::as_u64).unwrap_or(1) as u32;
@@ -924,7 +934,7 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
                     .find(|t| t["name"] == name)
                     .map(|t| t["input_schema"].clone())
                     .unwrap_or(json!({}));
-                (name.to_string(), fill(&schema))
+                (name.to_string(), fill_echo(&schema, &last_text))
             });
             thinking = b.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled");
             n = 1;
@@ -975,7 +985,7 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
                     .and_then(|d| d.get("parametersJsonSchema").or(d.get("parameters")))
                     .cloned()
                     .unwrap_or(json!({}));
-                (name.to_string(), fill(&schema))
+                (name.to_string(), fill_echo(&schema, &last_text))
             });
             thinking = b
                 .pointer("/generationConfig/thinkingConfig/includeThoughts")
@@ -1021,7 +1031,11 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
     let mut text = match json_mode {
         Some(Value::Null) => json!({"echo": last_text}).to_string(),
         Some(schema) => fill(&schema).to_string(),
-        None => format!("echo: {last_text}"),
+        // A reply chosen by the test: what a model may write on its own.
+        None => match req.header("x-mock-reply") {
+            Some(reply) => reply.to_string(),
+            None => format!("echo: {last_text}"),
+        },
     };
     let mut finish = "stop".to_string();
     if let Some(s) = stops
