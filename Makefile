@@ -55,3 +55,4 @@ bench: build
 	$(PY) bench/failover.py
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py
+	$(PY) bench/pii.py

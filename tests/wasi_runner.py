@@ -11,6 +11,7 @@ def main() -> int:
     linker.define_wasi()
     wasi = wasmtime.WasiConfig()
     wasi.argv = sys.argv[1:]
+    wasi.inherit_stdin()
     wasi.inherit_stdout()
     wasi.inherit_stderr()
     wasi.inherit_env()

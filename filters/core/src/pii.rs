@@ -8,7 +8,7 @@
 
 use crate::error::GatewayError;
 use crate::sse::{self, SseParser};
-use regex::Regex;
+use regex::{Regex, RegexSet};
 use serde::Deserialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -96,6 +96,8 @@ pub struct RawPiiConfig {
 #[derive(Debug)]
 pub struct Scanner {
     detectors: Vec<Detector>,
+    /// All detectors at once: one pass tells which can match a text at all.
+    set: RegexSet,
     default_action: Action,
     actions: BTreeMap<String, Action>,
     private_ips_only: bool,
@@ -133,8 +135,14 @@ fn builtin() -> Vec<(&'static str, String, usize, Check)> {
         ("IP_ADDRESS", r"(?:\b|::)[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\b|::)".into(), 0, Check::Ipv6),
         (
             "PHONE_NUMBER",
-            r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}|\(\d{3}\) ?\d{3}[ .-]\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4}|\b0[1-9]\d{0,3}[ /-]\d{3,8}(?:[ -]\d{2,5})?)\b".into(),
+            r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}|\(\d{3}\) ?\d{3}[ .-]?\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4}|\b0[1-9]\d{0,3}[ /-]\d{3,8}(?:[ -]\d{2,5})?)\b".into(),
             0,
+            Check::Phone,
+        ),
+        (
+            "PHONE_NUMBER",
+            r"(?i:\b(?:phone|tel|telephone|mobile|cell|fax|call me at|number is)\s*(?:no\.?|number)?\s*:?\s*)(\+?\(?\d[\d .()-]{6,18}\d)(?:\s*(?:x|ext\.?)\s*\d{1,6})?".into(),
+            1,
             Check::Phone,
         ),
         (
@@ -145,13 +153,13 @@ fn builtin() -> Vec<(&'static str, String, usize, Check)> {
         ),
         (
             "PERSON",
-            r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra)\.? ([A-Z][a-z]+(?:[ -][A-Z][a-z]+){0,2})".into(),
+            r"\b(?:Mr|Mrs|Ms|Miss|Mx|Dr|Prof|Sir|Dame|Herr|Frau|Mme|Mlle|Sr|Sra)\.? (\p{Lu}\p{Ll}+(?:[ -]\p{Lu}\p{Ll}+){0,2})".into(),
             1,
             Check::None,
         ),
         (
             "PERSON",
-            r"(?:(?i:my name is|i am|i'm|this is|signed|regards|sincerely),?\s+)([A-Z][a-z]+(?: [A-Z][a-z]+){1,2})\b".into(),
+            r"(?:(?i:my name is|i am|i'm|this is|signed|regards|sincerely),?\s+)(\p{Lu}\p{Ll}+(?: \p{Lu}\p{Ll}+){1,2})".into(),
             1,
             Check::None,
         ),
@@ -210,7 +218,7 @@ fn card_ok(s: &str) -> bool {
         3 => {
             (matches!(p(2), 34 | 37) && len == 15)                                            // Amex
                 || ((300..=305).contains(&p(3)) || matches!(p(2), 36 | 38 | 39)) && (14..=19).contains(&len) // Diners
-                || (3528..=3589).contains(&p(4)) && (16..=19).contains(&len) // JCB
+                || p(2) == 35 && (16..=19).contains(&len) // JCB (its IIN block 35)
         }
         6 => {
             p(4) == 6011 || (644..=649).contains(&p(3)) || p(2) == 65                         // Discover
@@ -388,6 +396,9 @@ impl Scanner {
     pub fn new(raw: RawPiiConfig) -> Result<Scanner, String> {
         let mut detectors = Vec::new();
         for (kind, pattern, group, check) in builtin() {
+            // ASCII word boundaries: a Unicode \b sends the regex engine off its fast DFA as
+            // soon as a text has one non-ASCII character.
+            let pattern = pattern.replace(r"\b", r"(?-u:\b)");
             let re = Regex::new(&pattern).map_err(|e| format!("built-in {kind} pattern: {e}"))?;
             detectors.push(Detector {
                 kind: kind.into(),
@@ -432,7 +443,10 @@ impl Scanner {
                 "field 'hash_secret': required when an entity type uses the hash action".into(),
             );
         }
+        let set =
+            RegexSet::new(detectors.iter().map(|d| d.re.as_str())).map_err(|e| e.to_string())?;
         Ok(Scanner {
+            set,
             detectors,
             default_action: raw.default_action,
             actions: raw.actions,
@@ -496,12 +510,21 @@ impl Scanner {
     /// listed first (credentials before generic patterns).
     pub fn find(&self, text: &str) -> Vec<Finding> {
         let mut all: Vec<(usize, usize, usize)> = Vec::new(); // start, end, detector
-        for (di, d) in self.detectors.iter().enumerate() {
+        for di in self.set.matches(text).iter() {
+            let Some(d) = self.detectors.get(di) else {
+                continue;
+            };
             if self.action(&d.kind) == Action::Allow {
                 continue;
             }
-            for caps in d.re.captures_iter(text) {
-                let Some(m) = caps.get(d.group) else { continue };
+            let matches: Vec<regex::Match> = if d.group == 0 {
+                d.re.find_iter(text).collect()
+            } else {
+                d.re.captures_iter(text)
+                    .filter_map(|c| c.get(d.group))
+                    .collect()
+            };
+            for m in matches {
                 let number = matches!(d.check, Check::Luhn | Check::Ssn | Check::Phone);
                 if self.valid(d.check, m.as_str())
                     && (!number || Self::isolated(text, m.start(), m.end()))
