@@ -14,43 +14,20 @@ use sluice_core::openai::Usage;
 use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
 use sluice_core::GatewayError;
-use sluice_host::{self as host, Buffer, SharedData};
+use sluice_host::{self as host, Buffer, Counters, SharedData};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, metrics: Rc::new(RefCell::new(Counters::new(MAX_METRICS))) })
+    });
 }}
 
-/// Metric names hold a team, a model and a reason; bounded so a client cannot create series.
+/// Metric names hold a team, a model and a reason: `sluice_auth.team.<team>.model.<model>.<what>`
+/// or `...reason.<reason>.refused`; the bootstrap's stats_tags turn them into labels.
 const MAX_METRICS: usize = 2000;
-
-#[derive(Default)]
-struct Metrics {
-    ids: HashMap<String, Option<u32>>,
-}
-
-impl Metrics {
-    /// `sluice_auth.team.<team>.model.<model>.<what>` or `...reason.<reason>.refused`; the
-    /// bootstrap's stats_tags turn team, model and reason into labels.
-    fn add(&mut self, name: String, by: u64) {
-        if by == 0 {
-            return;
-        }
-        if !self.ids.contains_key(&name) && self.ids.len() >= MAX_METRICS {
-            return;
-        }
-        let id = *self
-            .ids
-            .entry(name.clone())
-            .or_insert_with(|| host::define_counter(&name));
-        if let Some(id) = id {
-            host::increment(id, by);
-        }
-    }
-}
 
 /// A label value: dots would split the stat name, so only [A-Za-z0-9_-] survive.
 fn label(s: &str) -> String {
@@ -68,7 +45,7 @@ fn label(s: &str) -> String {
 
 struct Root {
     config: Option<Rc<AuthConfig>>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
 }
 
 impl Context for Root {}
@@ -138,7 +115,7 @@ struct Reservation {
 
 struct Auth {
     config: Rc<AuthConfig>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
     principal: Option<usize>,
     chat: bool,
     model: String,
@@ -169,7 +146,7 @@ impl Auth {
     fn refuse(&mut self, err: &GatewayError, reason: &str) -> Action {
         let team = label(&self.team());
         self.metrics.borrow_mut().add(
-            format!("sluice_auth.team.{team}.reason.{}.refused", label(reason)),
+            &format!("sluice_auth.team.{team}.reason.{}.refused", label(reason)),
             1,
         );
         host::set_property(vec!["sluice_refusal"], reason.as_bytes());
@@ -324,19 +301,19 @@ impl Auth {
         let (team, m) = (label(&p.team), label(&model));
         let mut metrics = self.metrics.borrow_mut();
         metrics.add(
-            format!("sluice_auth.team.{team}.model.{m}.tokens_in"),
+            &format!("sluice_auth.team.{team}.model.{m}.tokens_in"),
             usage.prompt_tokens,
         );
         metrics.add(
-            format!("sluice_auth.team.{team}.model.{m}.tokens_out"),
+            &format!("sluice_auth.team.{team}.model.{m}.tokens_out"),
             usage.completion_tokens,
         );
         metrics.add(
-            format!("sluice_auth.team.{team}.model.{m}.cost_micro_usd"),
+            &format!("sluice_auth.team.{team}.model.{m}.cost_micro_usd"),
             cost,
         );
         if partial {
-            metrics.add(format!("sluice_auth.team.{team}.model.{m}.partial"), 1);
+            metrics.add(&format!("sluice_auth.team.{team}.model.{m}.partial"), 1);
         }
         host::set_property(
             vec!["sluice_tokens_in"],
@@ -462,7 +439,7 @@ impl HttpContext for Auth {
                 let m = label(&self.model);
                 self.metrics
                     .borrow_mut()
-                    .add(format!("sluice_auth.team.{team}.model.{m}.requests"), 1);
+                    .add(&format!("sluice_auth.team.{team}.model.{m}.requests"), 1);
                 self.reservation = Some(Reservation {
                     scopes,
                     ask,

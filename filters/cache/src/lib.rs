@@ -9,9 +9,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::cache::{self, Assembler, Bounds, Cache, Entry};
 use sluice_core::models::glob;
-use sluice_host::{self as host, Buffer, SharedData};
+use sluice_host::{self as host, Buffer, Counters, SharedData};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
@@ -76,30 +76,14 @@ struct Config {
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { config: None, metrics: Rc::new(RefCell::new(Counters::new(32))) })
+    });
 }}
-
-#[derive(Default)]
-struct Metrics(HashMap<&'static str, Option<u32>>);
-
-impl Metrics {
-    fn add(&mut self, name: &'static str, by: u64) {
-        if by == 0 {
-            return;
-        }
-        let id = *self
-            .0
-            .entry(name)
-            .or_insert_with(|| host::define_counter(&format!("sluice_cache.{name}")));
-        if let Some(id) = id {
-            host::increment(id, by);
-        }
-    }
-}
 
 struct Root {
     config: Option<Rc<Config>>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
 }
 
 impl Context for Root {}
@@ -175,7 +159,7 @@ enum State {
 
 struct CacheCtx {
     config: Rc<Config>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
     state: State,
 }
 
@@ -262,7 +246,7 @@ impl HttpContext for CacheCtx {
         };
         let deterministic = v.get("temperature").and_then(Value::as_f64) == Some(0.0);
         if (self.config.deterministic_only && !deterministic && !force) || (no_cache && no_store) {
-            self.metrics.borrow_mut().add("bypasses", 1);
+            self.metrics.borrow_mut().add("sluice_cache.bypasses", 1);
             return Action::Continue;
         }
         let hash = cache::key(&self.tenant(), &v);
@@ -273,7 +257,7 @@ impl HttpContext for CacheCtx {
                 bounds: self.bounds(),
             };
             if let Some(entry) = c.lookup(&hash, now) {
-                self.metrics.borrow_mut().add("hits", 1);
+                self.metrics.borrow_mut().add("sluice_cache.hits", 1);
                 let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
                 let asked = v
                     .pointer("/stream_options/include_usage")
@@ -312,10 +296,10 @@ impl HttpContext for CacheCtx {
             }
         }
         if no_store {
-            self.metrics.borrow_mut().add("bypasses", 1);
+            self.metrics.borrow_mut().add("sluice_cache.bypasses", 1);
             return Action::Continue;
         }
-        self.metrics.borrow_mut().add("misses", 1);
+        self.metrics.borrow_mut().add("sluice_cache.misses", 1);
         let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
         let ttl = self.ttl(model, ttl);
         self.state = State::Miss {
@@ -372,7 +356,7 @@ impl HttpContext for CacheCtx {
             } else {
                 *ok = false; // over the entry limit: not stored
                 *json = None;
-                self.metrics.borrow_mut().add("too_large", 1);
+                self.metrics.borrow_mut().add("sluice_cache.too_large", 1);
                 return Action::Continue;
             }
         }
@@ -404,12 +388,12 @@ impl HttpContext for CacheCtx {
             );
             let mut m = self.metrics.borrow_mut();
             if out.stored {
-                m.add("stored", 1);
-                m.add("stored_bytes", out.bytes);
+                m.add("sluice_cache.stored", 1);
+                m.add("sluice_cache.stored_bytes", out.bytes);
             }
-            m.add("evictions", u64::from(out.evicted));
-            m.add("expired_reclaimed", u64::from(out.expired));
-            m.add("too_large", u64::from(out.too_large));
+            m.add("sluice_cache.evictions", u64::from(out.evicted));
+            m.add("sluice_cache.expired_reclaimed", u64::from(out.expired));
+            m.add("sluice_cache.too_large", u64::from(out.too_large));
         }
         Action::Continue
     }

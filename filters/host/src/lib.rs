@@ -97,13 +97,41 @@ impl sluice_core::quota::Store for SharedData {
     }
 }
 
-/// A counter metric, defined on first use (`None` when the host refuses).
-pub fn define_counter(name: &str) -> Option<u32> {
-    hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+/// The plugin configuration (empty when there is none).
+pub fn plugin_configuration() -> Vec<u8> {
+    hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
 }
 
-pub fn increment(metric: u32, by: u64) {
-    let _ = hostcalls::increment_metric(metric, i64::try_from(by).unwrap_or(i64::MAX));
+/// Counter metrics defined on first use, at most `max` names per VM, so that values a client
+/// controls cannot grow the number of series without bound.
+#[derive(Debug, Default)]
+pub struct Counters {
+    ids: std::collections::HashMap<String, Option<u32>>,
+    max: usize,
+}
+
+impl Counters {
+    pub fn new(max: usize) -> Self {
+        Counters {
+            ids: Default::default(),
+            max,
+        }
+    }
+
+    pub fn add(&mut self, name: &str, by: u64) {
+        if by == 0 || (!self.ids.contains_key(name) && self.ids.len() >= self.max) {
+            return;
+        }
+        let id = *self.ids.entry(name.to_string()).or_insert_with(|| {
+            hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
+        });
+        if let Some(id) = id {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
 }
 
 pub fn now_secs() -> u64 {

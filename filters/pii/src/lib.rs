@@ -6,36 +6,20 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde_json::Value;
 use sluice_core::pii::{self, Redactor, Rehydrator, Scanner, SseRehydrator};
-use sluice_host::{self as host, Buffer};
+use sluice_host::{self as host, Buffer, Counters};
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { scanner: None, metrics: Rc::default() }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
+        Box::new(Root { scanner: None, metrics: Rc::new(RefCell::new(Counters::new(500))) })
+    });
 }}
-
-#[derive(Default)]
-struct Metrics(HashMap<String, Option<u32>>);
-
-impl Metrics {
-    /// `sluice_pii.type.<TYPE>.action.<action>.detections`: types come from the configuration.
-    fn add(&mut self, kind: &str, action: &str, by: u64) {
-        let name = format!("sluice_pii.type.{kind}.action.{action}.detections");
-        let id = *self
-            .0
-            .entry(name.clone())
-            .or_insert_with(|| host::define_counter(&name));
-        if let Some(id) = id {
-            host::increment(id, by);
-        }
-    }
-}
 
 struct Root {
     scanner: Option<Rc<Scanner>>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
 }
 
 impl Context for Root {}
@@ -89,7 +73,7 @@ enum Mode {
 
 struct Pii {
     scanner: Rc<Scanner>,
-    metrics: Rc<RefCell<Metrics>>,
+    metrics: Rc<RefCell<Counters>>,
     reading: bool,
     rehydrator: Rehydrator,
     mode: Mode,
@@ -129,8 +113,12 @@ impl HttpContext for Pii {
         match Redactor::new(&self.scanner).redact_request(&mut v) {
             Ok(red) => {
                 let mut m = self.metrics.borrow_mut();
+                // Types come from the configuration; values never reach a metric.
                 for ((kind, action), n) in &red.counts {
-                    m.add(kind, action, *n);
+                    m.add(
+                        &format!("sluice_pii.type.{kind}.action.{action}.detections"),
+                        *n,
+                    );
                 }
                 if red.changed {
                     host::set_body(
