@@ -1,6 +1,7 @@
 """sluice-auth through a real Envoy (--concurrency 2): keys, allow-lists, every limit type,
 window roll-over, accounting of JSON and streams, cut streams, exactness under concurrency,
 reservations against overshoot, metrics, the access log and a configuration reload."""
+import datetime
 import hashlib
 import http.client
 import json
@@ -38,7 +39,8 @@ def spec(m: int, keys: list) -> dict:
             "keys": keys,
             "teams": {"gamma": {"models": ["mock-claude"]}, "delta": {"limits": {"tokens_per_minute": 400}},
                       "beta": {"price_multiplier": 2}},
-            "projects": {"p1": {"team": "alpha", "limits": {"requests_per_minute": 1000}}},
+            "projects": {"p1": {"team": "alpha", "limits": {"requests_per_minute": 1000}},
+                         "p2": {"team": "lambda", "limits": {"requests_per_minute": 2}}},
             "prices": {"mock-*": {"input": 1, "output": 2}},
             "default_max_tokens": 50,
             "windows": {"minute_seconds": MINUTE},
@@ -58,6 +60,8 @@ KEYS = [
     key("many", "theta"),
     key("tight", "delta"),
     key("cut", "iota"),
+    key("month", "kappa", limits={"usd_per_month": 0.0001}),
+    key("proj", "lambda", project="p2"),
 ]
 
 
@@ -158,6 +162,25 @@ def test_spend_budget_is_insufficient_quota(st):
     u = usage(st)["keys"]["usd"]
     assert u["total"]["micro_usd"] <= 200
     assert u["remaining"]["usd_today"] >= 0
+
+
+def test_monthly_spend_budget(st):
+    codes = [chat(st, "month").status for _ in range(10)]
+    assert codes[-1] == 429
+    r = chat(st, "month")
+    e = err(r, 429, "insufficient_quota")
+    assert "usd per month" in e["message"]
+    now = datetime.datetime.now(datetime.timezone.utc)
+    first = datetime.datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=datetime.timezone.utc)
+    assert abs(int(r.headers["retry-after"]) - (first - now).total_seconds()) < 5  # the calendar month's end
+    assert usage(st)["keys"]["month"]["window"]["usd_this_month"] <= 0.0001
+
+
+def test_project_limit(st):
+    wait_next_window()
+    assert [chat(st, "proj").status for _ in range(2)] == [200, 200]
+    e = err(chat(st, "proj"), 429, "rate_limit_exceeded")
+    assert "project p2" in e["message"]
 
 
 def test_tokens_per_day(st):
