@@ -52,6 +52,8 @@ clean:
 # Benchmarks, not tests: side by side in one run, printed as a table.
 bench: build
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(PY) bench/run.py
 	$(PY) bench/failover.py
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py

@@ -122,7 +122,7 @@ class Stack:
                  mock_port: int | None = None, env: dict | None = None, concurrency: int = 2,
                  log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
                  mock_args: list[str] | None = None, spec: dict | None = None,
-                 extra_mocks: list[list[str]] | None = None, lds: bool = False):
+                 extra_mocks: list[list[str]] | None = None, lds: bool = False, start_mock: bool = True):
         """`spec`: run this sluice-gen spec instead of the default gateway (listen, admin and
         wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments.
         `lds`: serve the listener from a file (LDS) so that `reload()` can change it live."""
@@ -139,6 +139,7 @@ class Stack:
         self.spec = spec
         self.extra_mocks = extra_mocks or []
         self.lds = lds
+        self.start_mock = start_mock  # False: a mock already listens on mock_port
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -156,7 +157,8 @@ class Stack:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = open(self.run_dir / "stdout.log", "ab") if self.quiet else None  # the access log
         life = ["--max-seconds", str(self.max_seconds)] if self.max_seconds else []
-        for args in [["--port", str(self.mock_port), *self.mock_args], *self.extra_mocks]:
+        own = [["--port", str(self.mock_port), *self.mock_args]] if self.start_mock else []
+        for args in [*own, *self.extra_mocks]:
             self.procs.append(subprocess.Popen([str(MOCK), *args, *life], stdout=subprocess.DEVNULL))
             port = args[args.index("--port") + 1]
             wait_http(f"http://127.0.0.1:{port}/health", 10, self.procs[-1])

@@ -76,7 +76,8 @@ pub struct UpstreamRequest {
     pub path: String,
     /// Headers to set (the adapter also removes client credentials and `x-sluice-*`).
     pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
+    /// `None`: the client's body goes as it is.
+    pub body: Option<Vec<u8>>,
 }
 
 /// How to read the answer of one attempt.
@@ -121,82 +122,80 @@ impl Backend {
 
     /// Builds this attempt's upstream request from the client's original body.
     pub fn plan(&self, body: &[u8]) -> Result<Plan, GatewayError> {
-        let mut value = openai::parse_body(body)?;
-        let client_model = value
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        let model = self.upstream_model(&client_model).to_string();
         let json = ("content-type", "application/json".to_string());
-        match self.provider {
-            ProviderKind::Openai | ProviderKind::Azure => {
-                let stream = value.get("stream").and_then(Value::as_bool) == Some(true);
-                let path = if self.provider == ProviderKind::Azure {
-                    let version = self
-                        .api_version
-                        .as_deref()
-                        .unwrap_or(DEFAULT_AZURE_API_VERSION);
-                    format!(
-                        "{}/{}/chat/completions?api-version={}",
-                        self.base_path("/openai/deployments"),
-                        model,
-                        version
-                    )
-                } else {
-                    format!("{}/chat/completions", self.base_path("/v1"))
-                };
-                let body = openai_compat::request(&mut value, &model, &client_model)?;
-                Ok(Plan {
-                    request: UpstreamRequest {
-                        path,
-                        headers: vec![json],
-                        body,
-                    },
-                    response: ResponsePlan {
-                        provider: self.provider,
-                        stream,
-                        json_tool: None,
-                        client_model,
-                        upstream_model: model,
-                    },
-                })
-            }
-            ProviderKind::Anthropic => {
-                let req = openai::validate(&value)?;
-                let max_default = self.max_tokens_default.unwrap_or(DEFAULT_MAX_TOKENS);
-                let (out, json_tool) = openai_anthropic::request(&req, &model, max_default)?;
+        if matches!(self.provider, ProviderKind::Openai | ProviderKind::Azure) {
+            // A pass-through reads two fields (the route role validated the rest) and keeps
+            // the client's bytes unless the host renames the model.
+            let peek: openai_compat::Peek = serde_json::from_slice(body).map_err(|e| {
+                GatewayError::invalid_request(format!(
+                    "We could not parse the JSON body of your request ({e})."
+                ))
+            })?;
+            let client_model = peek.model.unwrap_or_default();
+            let model = self.upstream_model(&client_model).to_string();
+            let path = if self.provider == ProviderKind::Azure {
                 let version = self
                     .api_version
                     .as_deref()
-                    .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-                Ok(Plan {
-                    request: UpstreamRequest {
-                        path: format!("{}/messages", self.base_path("/v1")),
-                        headers: vec![json, ("anthropic-version", version.to_string())],
-                        body: serde_json::to_vec(&out).unwrap_or_default(),
-                    },
-                    response: plan_for(self.provider, &req, json_tool, &model),
-                })
-            }
-            ProviderKind::Gemini => {
-                let req = openai::validate(&value)?;
-                let out = openai_gemini::request(&req)?;
-                let method = if req.is_stream() {
-                    "streamGenerateContent?alt=sse"
-                } else {
-                    "generateContent"
-                };
-                Ok(Plan {
-                    request: UpstreamRequest {
-                        path: format!("{}/models/{}:{}", self.base_path("/v1beta"), model, method),
-                        headers: vec![json],
-                        body: serde_json::to_vec(&out).unwrap_or_default(),
-                    },
-                    response: plan_for(self.provider, &req, None, &model),
-                })
-            }
+                    .unwrap_or(DEFAULT_AZURE_API_VERSION);
+                format!(
+                    "{}/{}/chat/completions?api-version={}",
+                    self.base_path("/openai/deployments"),
+                    model,
+                    version
+                )
+            } else {
+                format!("{}/chat/completions", self.base_path("/v1"))
+            };
+            let body = openai_compat::request(body, &model, &client_model)?;
+            return Ok(Plan {
+                request: UpstreamRequest {
+                    path,
+                    headers: vec![json],
+                    body,
+                },
+                response: ResponsePlan {
+                    provider: self.provider,
+                    stream: peek.stream == Some(true),
+                    json_tool: None,
+                    client_model,
+                    upstream_model: model,
+                },
+            });
         }
+        let value = openai::parse_body(body)?;
+        let req = openai::validate(&value)?;
+        let model = self.upstream_model(&req.model).to_string();
+        if self.provider == ProviderKind::Anthropic {
+            let max_default = self.max_tokens_default.unwrap_or(DEFAULT_MAX_TOKENS);
+            let (out, json_tool) = openai_anthropic::request(&req, &model, max_default)?;
+            let version = self
+                .api_version
+                .as_deref()
+                .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+            return Ok(Plan {
+                request: UpstreamRequest {
+                    path: format!("{}/messages", self.base_path("/v1")),
+                    headers: vec![json, ("anthropic-version", version.to_string())],
+                    body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+                },
+                response: plan_for(self.provider, &req, json_tool, &model),
+            });
+        }
+        let out = openai_gemini::request(&req)?;
+        let method = if req.is_stream() {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Ok(Plan {
+            request: UpstreamRequest {
+                path: format!("{}/models/{}:{}", self.base_path("/v1beta"), model, method),
+                headers: vec![json],
+                body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+            },
+            response: plan_for(self.provider, &req, None, &model),
+        })
     }
 }
 

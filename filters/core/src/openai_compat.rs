@@ -7,17 +7,32 @@ use crate::sse::{self, SseParser};
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 use serde_json::Value;
 
+/// The fields a pass-through needs, read without building the document.
+#[derive(serde::Deserialize)]
+pub struct Peek {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+}
+
+/// The body for an OpenAI-compatible backend: `None` keeps the client's bytes as they are (the
+/// common case); a host that maps the model gets the body with the model renamed.
 pub fn request(
-    value: &mut Value,
+    body: &[u8],
     model: &str,
     client_model: &str,
-) -> Result<Vec<u8>, GatewayError> {
-    if model != client_model {
-        if let Some(o) = value.as_object_mut() {
-            o.insert("model".into(), Value::String(model.to_string()));
-        }
+) -> Result<Option<Vec<u8>>, GatewayError> {
+    if model == client_model {
+        return Ok(None);
     }
-    serde_json::to_vec(value).map_err(|e| GatewayError::invalid_request(e.to_string()))
+    let mut value = crate::openai::parse_body(body)?;
+    if let Some(o) = value.as_object_mut() {
+        o.insert("model".into(), Value::String(model.to_string()));
+    }
+    serde_json::to_vec(&value)
+        .map(Some)
+        .map_err(|e| GatewayError::invalid_request(e.to_string()))
 }
 
 pub fn response(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
@@ -156,9 +171,10 @@ mod tests {
 
     #[test]
     fn renames_model_and_checks_json() {
-        let mut v = json!({"model":"a","messages":[]});
-        let out = request(&mut v, "b", "a").unwrap();
+        let body = json!({"model":"a","messages":[]}).to_string();
+        let out = request(body.as_bytes(), "b", "a").unwrap().unwrap();
         assert!(String::from_utf8(out).unwrap().contains("\"model\":\"b\""));
+        assert!(request(body.as_bytes(), "a", "a").unwrap().is_none());
         assert!(response(b"{\"x\":1}").is_ok());
         assert_eq!(response(b"<html>").unwrap_err().status, 502);
         assert_eq!(response(b"[1]").unwrap_err().status, 502);

@@ -125,7 +125,9 @@ impl HttpContext for Upstream {
             // Read by the credential matcher that runs after this filter, then removed.
             host::set_header(req, CREDENTIAL_HEADER, Some(c));
         }
-        host::set_body(Buffer::HttpRequestBody, 0, body_size, &plan.request.body);
+        if let Some(b) = &plan.request.body {
+            host::set_body(Buffer::HttpRequestBody, 0, body_size, b);
+        }
         self.plan = Some(plan.response);
         Action::Continue
     }

