@@ -90,14 +90,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let raw = host::plugin_configuration();
         let mut de = serde_json::Deserializer::from_slice(&raw);
         match serde_path_to_error::deserialize::<_, Config>(&mut de) {
             Ok(c) if c.max_entries > 0 && c.max_bytes > 0 => {

@@ -26,14 +26,7 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = proxy_wasm::hostcalls::get_buffer(
-            proxy_wasm::types::BufferType::PluginConfiguration,
-            0,
-            usize::MAX,
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let raw = host::plugin_configuration();
         match Scanner::from_json(&raw) {
             Ok(s) => {
                 self.scanner = Some(Rc::new(s));
