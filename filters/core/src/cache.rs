@@ -9,12 +9,12 @@
 //! slot holds the entry's full hash, which a reader checks: a slot being rewritten reads as a
 //! miss, never as someone else's answer.
 
-use crate::openai::Usage;
+use crate::openai::{Choice, Completion, Usage};
 use crate::quota::{Conflict, Store};
 use crate::sse::{SseEvent, SseParser};
 use crate::stream::ChunkWriter;
 use crate::usage::read_usage;
-use serde_json::{json, Map, Number, Value};
+use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 /// Request fields that do not change the answer; every other field is part of the key.
@@ -491,34 +491,36 @@ impl Assembler {
         if self.broken || !self.done || self.choices.is_empty() {
             return None;
         }
-        let choices: Vec<Value> = self
+        let choices = self
             .choices
             .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let mut msg = Map::new();
-                msg.insert("role".into(), json!("assistant"));
-                let calls = !c.tool_calls.is_empty();
-                msg.insert("content".into(), if c.content.is_empty() && calls { Value::Null } else { json!(c.content) });
-                if !c.reasoning.is_empty() {
-                    msg.insert("reasoning_content".into(), json!(c.reasoning));
-                }
-                if calls {
-                    let tc: Vec<Value> = c
-                        .tool_calls
-                        .iter()
-                        .map(|(id, n, a)| json!({"id": id, "type": "function", "function": {"name": n, "arguments": a}}))
-                        .collect();
-                    msg.insert("tool_calls".into(), Value::Array(tc));
-                }
-                msg.insert("refusal".into(), Value::Null);
-                json!({"index": i, "message": msg, "logprobs": null, "finish_reason": c.finish})
+            .map(|c| Choice {
+                content: (!c.content.is_empty() || c.tool_calls.is_empty())
+                    .then(|| c.content.clone()),
+                reasoning: (!c.reasoning.is_empty()).then(|| c.reasoning.clone()),
+                tool_calls: c.tool_calls.clone(),
+                // A reason outside OpenAI's set leaves the choice unfinished: not storable.
+                finish_reason: c.finish.as_deref().and_then(|f| {
+                    [
+                        "stop",
+                        "length",
+                        "tool_calls",
+                        "content_filter",
+                        "function_call",
+                    ]
+                    .into_iter()
+                    .find(|k| *k == f)
+                }),
             })
             .collect();
-        let mut v = json!({"id": self.id, "object": "chat.completion", "created": self.created, "model": self.model, "choices": choices});
-        if let (Some(u), Some(o)) = (self.usage, v.as_object_mut()) {
-            o.insert("usage".into(), u.to_json());
+        let v = Completion {
+            id: &self.id,
+            model: &self.model,
+            created: self.created,
+            choices,
+            usage: self.usage,
         }
+        .to_json();
         storable(&v, store_tool_calls).then_some(v)
     }
 }
@@ -598,6 +600,7 @@ pub fn replay_sse(completion: &Value, usage: bool) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::quota::tests::MemStore;
+    use serde_json::json;
     use crate::stream::{assemble, run_split, StreamTranslator};
 
     fn completion(text: &str) -> Value {
