@@ -14,7 +14,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import sluice  # noqa: E402
 
-SECRETS = sluice.ROOT / "envoy/secrets"
 
 
 def timed(conn, body, headers):
@@ -33,9 +32,8 @@ def main():
         "backends": {
             # Never ejected: every chain request really makes the hop (an ejected first member
             # is skipped inside attempt 1 by the composite cluster, which is faster still).
-            "first": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml"),
-                      "outlier_detection": False},
-            "second": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
+            "first": sluice.mock_backend("openai", m, outlier_detection=False),
+            "second": sluice.mock_backend("anthropic", m),
         },
         "retry": {"back_off_base": "0.001s", "back_off_max": "0.002s"},
         "models": {"chain": {"chain": ["first", "second"]}, "direct": {"chain": ["second"]}},

@@ -200,8 +200,7 @@ def ttft():
     """Time to the first content byte of a stream, with and without sluice-pii (same request,
     with an e-mail address in it, so the filter redacts and re-hydrates)."""
     m = sluice.free_port()
-    secrets = ROOT / "envoy/secrets"
-    base = {"backends": {"o": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(secrets / "mock-openai.yaml")}},
+    base = {"backends": {"o": sluice.mock_backend("openai", m)},
             "models": {"mock-gpt": {"chain": ["o"]}}}
     body = json.dumps({"model": "mock-gpt", "stream": True,
                        "messages": [{"role": "user", "content": "Write to jane@example.com about the order " * 5}]})

@@ -37,17 +37,14 @@ import sluice_gen  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 KEY = "sk-bench"
-SECRETS = ROOT / "envoy/secrets"
 
 
 def spec(m, *, auth=False, pii=False, cache=False, runtime="v8"):
     s = {
         "runtime": runtime,
         "backends": {
-            "o": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml"),
-                  "outlier_detection": False},
-            "a": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml"),
-                  "outlier_detection": False},
+            "o": sluice.mock_backend("openai", m, outlier_detection=False),
+            "a": sluice.mock_backend("anthropic", m, outlier_detection=False),
         },
         "models": {"mock-gpt": {"chain": ["o"]}, "mock-claude": {"chain": ["a"]}},
     }

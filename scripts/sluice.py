@@ -42,6 +42,15 @@ PROVIDERS = {
 MOCK_DEFAULT = "127.0.0.1:18080"
 
 
+MOCK_PATHS = {"openai": "/v1", "anthropic": "/v1", "gemini": "/v1beta"}
+
+
+def mock_backend(provider: str, port: int, **extra) -> dict:
+    """A spec backend for the mock provider speaking `provider`, with its stub key."""
+    return {"provider": provider, "url": f"http://127.0.0.1:{port}{MOCK_PATHS[provider]}",
+            "secret": str(ROOT / f"envoy/secrets/mock-{provider}.yaml"), **extra}
+
+
 def write_secret(path: Path, value: str) -> None:
     """An SDS file with one generic secret, named after the file (sluice-gen's convention)."""
     path.parent.mkdir(parents=True, exist_ok=True)

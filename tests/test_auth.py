@@ -8,15 +8,12 @@ import json
 import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
-import yaml
 
 import sluice
 from conftest import assemble, request
 
-SECRETS = sluice.ROOT / "envoy/secrets"
 MINUTE = 4  # seconds: the "minute" window of this stack
 
 
@@ -31,8 +28,8 @@ def key(id, team, **kw):
 def spec(m: int, keys: list) -> dict:
     return {
         "backends": {
-            "mock-openai": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml")},
-            "mock-anthropic": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
+            "mock-openai": sluice.mock_backend("openai", m),
+            "mock-anthropic": sluice.mock_backend("anthropic", m),
         },
         "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]}},
         "auth": {

@@ -13,7 +13,6 @@ import pytest
 import sluice
 from conftest import assemble, request
 
-SECRETS = sluice.ROOT / "envoy/secrets"
 
 
 def sha(k):
@@ -26,8 +25,8 @@ def cs(tmp_path_factory):
     m = sluice.free_port()
     spec = {
         "backends": {
-            "mock-openai": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml")},
-            "mock-anthropic": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
+            "mock-openai": sluice.mock_backend("openai", m),
+            "mock-anthropic": sluice.mock_backend("anthropic", m),
         },
         "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]}},
         "auth": {

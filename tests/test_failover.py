@@ -3,7 +3,6 @@
 One mock process plays OpenAI, Anthropic and Gemini for the chain (faults are aimed at one
 provider with x-mock-target); two more play the two endpoints of a key pool, each expecting
 its own key, one of them always failing."""
-import json
 import time
 from collections import Counter
 
@@ -12,7 +11,6 @@ import pytest
 import sluice
 from conftest import assemble, request
 
-SECRETS = sluice.ROOT / "envoy/secrets"
 MSGS = [{"role": "user", "content": "hello there"}]
 
 
@@ -25,11 +23,10 @@ def fo(tmp_path_factory):
     spec = {
         "timeouts": {"per_try": "1s"},
         "backends": {
-            "p-openai": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml")},
-            "p-anthropic": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
-            "p-gemini": {"provider": "gemini", "url": f"http://127.0.0.1:{m}/v1beta", "secret": str(SECRETS / "mock-gemini.yaml")},
-            "p-solo": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml"),
-                              "outlier_detection": False},
+            "p-openai": sluice.mock_backend("openai", m),
+            "p-anthropic": sluice.mock_backend("anthropic", m),
+            "p-gemini": sluice.mock_backend("gemini", m),
+            "p-solo": sluice.mock_backend("anthropic", m, outlier_detection=False),
             "pool": {"provider": "openai", "endpoints": [
                 {"url": f"http://127.0.0.1:{a}/v1", "secret": str(run / "key-a.yaml")},
                 {"url": f"http://127.0.0.1:{b}/v1", "secret": str(run / "key-b.yaml")}]},

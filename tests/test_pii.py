@@ -10,7 +10,6 @@ import pytest
 import sluice
 from conftest import assemble, request
 
-SECRETS = sluice.ROOT / "envoy/secrets"
 MODELS = ["mock-gpt", "mock-claude", "mock-gemini"]
 EMAIL = "jane.doe@example.com"
 CUSTOMER = 'Acme "Rockets" Ltd'
@@ -22,9 +21,9 @@ def ps(tmp_path_factory):
     m = sluice.free_port()
     spec = {
         "backends": {
-            "mock-openai": {"provider": "openai", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-openai.yaml")},
-            "mock-anthropic": {"provider": "anthropic", "url": f"http://127.0.0.1:{m}/v1", "secret": str(SECRETS / "mock-anthropic.yaml")},
-            "mock-gemini": {"provider": "gemini", "url": f"http://127.0.0.1:{m}/v1beta", "secret": str(SECRETS / "mock-gemini.yaml")},
+            "mock-openai": sluice.mock_backend("openai", m),
+            "mock-anthropic": sluice.mock_backend("anthropic", m),
+            "mock-gemini": sluice.mock_backend("gemini", m),
         },
         "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]},
                    "mock-gemini": {"chain": ["mock-gemini"]}},
