@@ -303,7 +303,8 @@ impl<S: Store> Cache<'_, S> {
         out
     }
 
-    /// Entries and bytes in the cache (for metrics and tests).
+    /// Live entries and their bytes.
+    #[cfg(test)]
     pub fn occupancy(&self, now: u64) -> (u64, u64) {
         let mut n = 0;
         let mut bytes = 0;
@@ -600,8 +601,8 @@ pub fn replay_sse(completion: &Value, usage: bool) -> Vec<u8> {
 mod tests {
     use super::*;
     use crate::quota::tests::MemStore;
-    use serde_json::json;
     use crate::stream::{assemble, run_split, StreamTranslator};
+    use serde_json::json;
 
     fn completion(text: &str) -> Value {
         json!({"id": "chatcmpl-1", "object": "chat.completion", "created": 5, "model": "m",

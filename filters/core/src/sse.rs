@@ -107,6 +107,7 @@ impl SseParser {
     }
 
     /// True when bytes of an unfinished event are held.
+    #[cfg(test)]
     pub fn has_pending(&self) -> bool {
         !self.line.is_empty() || self.has_data || self.event.is_some()
     }
@@ -163,14 +164,6 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"data: ");
     out.extend_from_slice(data);
     out.extend_from_slice(b"\n\n");
-}
-
-/// Appends an event with a name, as Anthropic's wire format has it.
-pub fn write_event(out: &mut Vec<u8>, event: &str, data: &[u8]) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(event.as_bytes());
-    out.push(b'\n');
-    write_data(out, data);
 }
 
 #[cfg(test)]
