@@ -29,6 +29,7 @@ run: build
 lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
 
 unit: setup
@@ -54,6 +55,9 @@ bench: build
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(PY) bench/run.py
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii \
+		--features sluice-host/timing --target-dir target/timing
+	$(PY) bench/profile.py target/timing/wasm32-wasip1/release
 	$(PY) bench/failover.py
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py

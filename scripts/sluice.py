@@ -131,10 +131,12 @@ class Stack:
                  mock_port: int | None = None, env: dict | None = None, concurrency: int = 2,
                  log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
                  mock_args: list[str] | None = None, spec: dict | None = None,
-                 extra_mocks: list[list[str]] | None = None, lds: bool = False, start_mock: bool = True):
+                 extra_mocks: list[list[str]] | None = None, lds: bool = False, start_mock: bool = True,
+                 wasm_dir: Path | None = None):
         """`spec`: run this sluice-gen spec instead of the default gateway (listen, admin and
         wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments.
-        `lds`: serve the listener from a file (LDS) so that `reload()` can change it live."""
+        `lds`: serve the listener from a file (LDS) so that `reload()` can change it live.
+        `wasm_dir`: the built filters to load (default: the release build)."""
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
@@ -149,6 +151,7 @@ class Stack:
         self.extra_mocks = extra_mocks or []
         self.lds = lds
         self.start_mock = start_mock  # False: a mock already listens on mock_port
+        self.wasm_dir = Path(wasm_dir or WASM_DIR)
         self.procs: list[subprocess.Popen] = []
 
     @property
@@ -194,7 +197,7 @@ class Stack:
 
     def _generate(self, spec: dict) -> dict:
         return sluice_gen.generate({**spec, "listen": f"127.0.0.1:{self.port}",
-                                    "admin": f"127.0.0.1:{self.admin_port}", "wasm_dir": str(WASM_DIR)})
+                                    "admin": f"127.0.0.1:{self.admin_port}", "wasm_dir": str(self.wasm_dir)})
 
     def _split_lds(self, cfg: dict) -> dict:
         """Moves the listener to lds.yaml (replaced atomically: Envoy watches for the rename)."""

@@ -74,25 +74,28 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
-        Some(Box::new(Auth {
-            config,
-            metrics: Rc::clone(&self.metrics),
-            principal: None,
-            chat: false,
-            model: String::new(),
-            stream: false,
-            asked_usage: false,
-            prompt_estimate: 0,
-            reservation: None,
-            rate_headers: Vec::new(),
-            status: 0,
-            served_model: None,
-            cache_hit: false,
-            json: None,
-            tap: None,
-            strip: false,
-            settled: false,
-        }))
+        Some(sluice_host::http_context(
+            "auth",
+            Auth {
+                config,
+                metrics: Rc::clone(&self.metrics),
+                principal: None,
+                chat: false,
+                model: String::new(),
+                stream: false,
+                asked_usage: false,
+                prompt_estimate: 0,
+                reservation: None,
+                rate_headers: Vec::new(),
+                status: 0,
+                served_model: None,
+                cache_hit: false,
+                json: None,
+                tap: None,
+                strip: false,
+                settled: false,
+            },
+        ))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -117,11 +117,14 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         let config = Rc::clone(self.config.as_ref()?);
-        Some(Box::new(CacheCtx {
-            config,
-            metrics: Rc::clone(&self.metrics),
-            state: State::Idle,
-        }))
+        Some(sluice_host::http_context(
+            "cache",
+            CacheCtx {
+                config,
+                metrics: Rc::clone(&self.metrics),
+                state: State::Idle,
+            },
+        ))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -7,6 +7,24 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType};
 use sluice_core::GatewayError;
 use std::time::UNIX_EPOCH;
 
+#[cfg(feature = "timing")]
+mod timing;
+
+/// The HTTP context a filter hands to Envoy; with the `timing` feature, wrapped in the profiler
+/// that adds up the time of each callback (see `timing.rs`).
+pub fn http_context<C: proxy_wasm::traits::HttpContext + 'static>(
+    _filter: &'static str,
+    ctx: C,
+) -> Box<dyn proxy_wasm::traits::HttpContext> {
+    #[cfg(feature = "timing")]
+    return Box::new(timing::Timed {
+        filter: _filter,
+        inner: ctx,
+    });
+    #[cfg(not(feature = "timing"))]
+    Box::new(ctx)
+}
+
 pub use proxy_wasm::types::{BufferType as Buffer, MapType as Map};
 
 pub fn log(level: LogLevel, msg: &str) {

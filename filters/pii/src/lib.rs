@@ -44,13 +44,16 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         let scanner = Rc::clone(self.scanner.as_ref()?);
-        Some(Box::new(Pii {
-            scanner,
-            metrics: Rc::clone(&self.metrics),
-            reading: false,
-            rehydrator: Rehydrator::default(),
-            mode: Mode::Pass,
-        }))
+        Some(sluice_host::http_context(
+            "pii",
+            Pii {
+                scanner,
+                metrics: Rc::clone(&self.metrics),
+                reading: false,
+                rehydrator: Rehydrator::default(),
+                mode: Mode::Pass,
+            },
+        ))
     }
 
     fn get_type(&self) -> Option<ContextType> {

@@ -109,8 +109,14 @@ impl RootContext for Root {
 
     fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
         match &self.config {
-            Some(Config::Route(c)) => Some(Box::new(route::Route::new(Rc::clone(c)))),
-            Some(Config::Upstream) => Some(Box::new(upstream::Upstream::default())),
+            Some(Config::Route(c)) => Some(sluice_host::http_context(
+                "route",
+                route::Route::new(Rc::clone(c)),
+            )),
+            Some(Config::Upstream) => Some(sluice_host::http_context(
+                "upstream",
+                upstream::Upstream::default(),
+            )),
             None => None,
         }
     }
