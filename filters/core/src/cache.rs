@@ -200,19 +200,23 @@ impl<S: Store> Cache<'_, S> {
     pub fn lookup(&self, hash: &[u8; 32], now: u64) -> Option<Entry> {
         let shard = self.bounds.shard(hash);
         let (bytes, cas) = self.store.get(&index_key(shard));
-        let mut index = decode_index(&bytes?);
-        let pos = index.iter().position(|e| e.hash == short(hash))?;
-        let e = *index.get(pos)?;
+        // Read in place: a lookup is on every request, the index can be tens of KB.
+        let mut bytes = bytes?;
+        let at = bytes
+            .chunks_exact(INDEX_ENTRY)
+            .position(|c| c.get(..16) == Some(&short(hash)[..]))?
+            * INDEX_ENTRY;
+        let e = decode_index(bytes.get(at..at + INDEX_ENTRY)?).pop()?;
         if e.expires <= now {
             return None;
         }
         let entry = decode_slot(hash, &self.store.get(&slot_key(shard, e.slot)).0?)?;
-        if let Some(ie) = index.get_mut(pos) {
-            ie.last_used = now;
+        if e.last_used != now {
+            if let Some(last_used) = bytes.get_mut(at + 36..at + INDEX_ENTRY) {
+                last_used.copy_from_slice(&now.to_le_bytes());
+                let _ = self.store.set(&index_key(shard), &bytes, cas);
+            }
         }
-        let _ = self
-            .store
-            .set(&index_key(shard), &encode_index(&index), cas);
         Some(entry)
     }
 
@@ -251,18 +255,25 @@ impl<S: Store> Cache<'_, S> {
                 keep
             });
             let mut evicted = 0;
-            index.sort_by_key(|e| std::cmp::Reverse(e.last_used));
-            while !index.is_empty()
-                && (index.len() as u64 >= u64::from(self.bounds.slots_per_shard)
-                    || index.iter().map(|e| e.size).sum::<u64>() + size > self.bounds.shard_bytes)
-            {
-                if let Some(victim) = index.pop() {
+            let slots = self.bounds.slots_per_shard as usize;
+            let mut total: u64 = index.iter().map(|e| e.size).sum();
+            let over = |n: usize, total: u64| n >= slots || total + size > self.bounds.shard_bytes;
+            if over(index.len(), total) {
+                index.sort_by_key(|e| std::cmp::Reverse(e.last_used));
+                while over(index.len(), total) {
+                    let Some(victim) = index.pop() else { break };
+                    total -= victim.size;
                     freed.push(victim.slot);
                     evicted += 1;
                 }
             }
-            let used: Vec<u32> = index.iter().map(|e| e.slot).collect();
-            let Some(slot) = (0..self.bounds.slots_per_shard).find(|s| !used.contains(s)) else {
+            let mut used = vec![false; slots];
+            for e in &index {
+                if let Some(u) = used.get_mut(e.slot as usize) {
+                    *u = true;
+                }
+            }
+            let Some(slot) = used.iter().position(|u| !u).map(|s| s as u32) else {
                 return out;
             };
             index.push(IndexEntry {
