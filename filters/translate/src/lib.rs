@@ -59,7 +59,7 @@ pub struct RouteConfig {
 
 enum Config {
     Route(Rc<RouteConfig>),
-    Upstream,
+    Upstream(Rc<upstream::Backends>),
 }
 
 fn parse_config(bytes: &[u8]) -> Result<Config, String> {
@@ -74,7 +74,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, String> {
             max_body_bytes: r.max_body_bytes,
             strip_unrequested_usage: r.strip_unrequested_usage,
         })),
-        RawConfig::Upstream(RawUpstreamConfig {}) => Config::Upstream,
+        RawConfig::Upstream(RawUpstreamConfig {}) => Config::Upstream(Rc::default()),
     })
 }
 
@@ -113,9 +113,9 @@ impl RootContext for Root {
                 "route",
                 route::Route::new(Rc::clone(c)),
             )),
-            Some(Config::Upstream) => Some(sluice_host::http_context(
+            Some(Config::Upstream(b)) => Some(sluice_host::http_context(
                 "upstream",
-                upstream::Upstream::default(),
+                upstream::Upstream::new(Rc::clone(b)),
             )),
             None => None,
         }

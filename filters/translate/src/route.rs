@@ -41,16 +41,18 @@ impl Context for Route {}
 impl HttpContext for Route {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
+        let headers = host::Headers::read(req);
         // Internal signals come from Sluice only.
-        host::remove_headers_with_prefix(req, "x-sluice-");
-        let method = host::header_str(req, ":method").unwrap_or_default();
-        let full_path = host::header_str(req, ":path").unwrap_or_default();
-        let path = full_path
+        headers.remove_with_prefix(req, "x-sluice-");
+        let method = headers.get_str(":method").unwrap_or_default();
+        let path = headers
+            .get_str(":path")
+            .unwrap_or_default()
             .split('?')
             .next()
             .unwrap_or_default()
             .trim_end_matches('/');
-        match (method.as_str(), path) {
+        match (method, path) {
             ("POST", "/v1/chat/completions") => {
                 host::set_property(vec!["sluice_path"], path.as_bytes());
                 if end_of_stream {
@@ -85,7 +87,7 @@ impl HttpContext for Route {
                     None => self.refuse(&GatewayError::model_not_found(id)),
                 }
             }
-            _ => self.refuse(&GatewayError::not_found_url(&method, path)),
+            _ => self.refuse(&GatewayError::not_found_url(method, path)),
         }
     }
 
