@@ -328,10 +328,8 @@ impl Context for Auth {}
 impl HttpContext for Auth {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let key = auth::presented_key(
-            host::header(req, "authorization").as_deref(),
-            host::header(req, "x-api-key").as_deref(),
-        );
+        let headers = host::Headers::read(req);
+        let key = auth::presented_key(headers.get("authorization"), headers.get("x-api-key"));
         // The client's credential never goes further, whatever happens next.
         host::remove_header(req, "authorization");
         host::remove_header(req, "x-api-key");
@@ -352,9 +350,10 @@ impl HttpContext for Auth {
                 p.project.as_deref().unwrap_or("-").as_bytes(),
             );
         }
-        let method = host::header_str(req, ":method").unwrap_or_default();
-        let path = host::header_str(req, ":path").unwrap_or_default();
-        let path = path
+        let method = headers.get_str(":method").unwrap_or_default();
+        let path = headers
+            .get_str(":path")
+            .unwrap_or_default()
             .split('?')
             .next()
             .unwrap_or_default()
@@ -471,12 +470,15 @@ impl HttpContext for Auth {
         if self.reservation.is_none() {
             return Action::Continue;
         }
-        self.status = host::header_str(resp, ":status")
+        let headers = host::Headers::read(resp);
+        self.status = headers
+            .get_str(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        self.served_model = host::header_str(resp, "x-sluice-served-model");
-        self.cache_hit = host::header_str(resp, "x-sluice-cache").as_deref() == Some("hit");
-        let sse = host::header_str(resp, "content-type")
+        self.served_model = headers.get_str("x-sluice-served-model").map(str::to_string);
+        self.cache_hit = headers.get_str("x-sluice-cache") == Some("hit");
+        let sse = headers
+            .get_str("content-type")
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if (200..300).contains(&self.status) {
             if sse {

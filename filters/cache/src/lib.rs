@@ -199,24 +199,28 @@ impl Context for CacheCtx {}
 
 impl HttpContext for CacheCtx {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let req = host::map_request();
-        let method = host::header_str(req, ":method").unwrap_or_default();
-        let path = host::header_str(req, ":path").unwrap_or_default();
+        let headers = host::Headers::read(host::map_request());
+        let method = headers.get_str(":method").unwrap_or_default();
+        let path = headers.get_str(":path").unwrap_or_default();
         if method != "POST"
             || path.split('?').next() != Some("/v1/chat/completions")
             || end_of_stream
         {
             return Action::Continue;
         }
-        let cc = host::header_str(req, "cache-control")
+        let cc = headers
+            .get_str("cache-control")
             .unwrap_or_default()
             .to_ascii_lowercase();
         let has = |d: &str| cc.split(',').any(|x| x.trim() == d);
         self.state = State::Reading {
             no_cache: has("no-cache"),
             no_store: has("no-store"),
-            ttl: host::header_str(req, "x-sluice-cache-ttl").and_then(|t| t.trim().parse().ok()),
-            force: host::header_str(req, "x-sluice-cache-force")
+            ttl: headers
+                .get_str("x-sluice-cache-ttl")
+                .and_then(|t| t.trim().parse().ok()),
+            force: headers
+                .get_str("x-sluice-cache-force")
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         };
         Action::Pause
@@ -315,8 +319,10 @@ impl HttpContext for CacheCtx {
             State::Bypass => host::set_header(resp, "x-sluice-cache", Some("bypass")),
             State::Miss { json, sse, ok, .. } => {
                 host::set_header(resp, "x-sluice-cache", Some("miss"));
-                *ok = host::header_str(resp, ":status").as_deref() == Some("200");
-                if host::header_str(resp, "content-type")
+                let headers = host::Headers::read(resp);
+                *ok = headers.get_str(":status") == Some("200");
+                if headers
+                    .get_str("content-type")
                     .is_some_and(|c| c.starts_with("text/event-stream"))
                 {
                     *sse = Some(Assembler::new(max));

@@ -80,8 +80,9 @@ impl Context for Pii {}
 impl HttpContext for Pii {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let method = host::header_str(req, ":method").unwrap_or_default();
-        let path = host::header_str(req, ":path").unwrap_or_default();
+        let headers = host::Headers::read(req);
+        let method = headers.get_str(":method").unwrap_or_default();
+        let path = headers.get_str(":path").unwrap_or_default();
         if method != "POST"
             || path.split('?').next() != Some("/v1/chat/completions")
             || end_of_stream
@@ -136,11 +137,16 @@ impl HttpContext for Pii {
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
+        if self.rehydrator.is_empty() && !self.scanner.scan_output {
+            return Action::Continue; // nothing to put back, nothing to scan: no host call
+        }
         let resp = host::map_response();
-        if host::header_str(resp, ":status").as_deref() != Some("200") {
+        let headers = host::Headers::read(resp);
+        if headers.get_str(":status") != Some("200") {
             return Action::Continue;
         }
-        let sse = host::header_str(resp, "content-type")
+        let sse = headers
+            .get_str("content-type")
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if sse && !self.rehydrator.is_empty() {
             host::remove_header(resp, "content-length");
