@@ -28,7 +28,7 @@ run: build
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice-bench-floor --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
 
