@@ -58,7 +58,7 @@ bench: build
 	$(PY) bench/run.py
 	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii \
 		--features sluice-host/timing --target-dir target/timing
-	$(PY) bench/profile.py target/timing/wasm32-wasip1/release
+	$(PY) bench/callbacks.py target/timing/wasm32-wasip1/release
 	$(PY) bench/failover.py
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py

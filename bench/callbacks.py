@@ -1,7 +1,7 @@
 """Where the time goes: the full chain built with the `timing` profiler (sluice-host), per
 filter and callback, in µs per request, measured inside the VM (host calls included).
 
-    .venv/bin/python bench/profile.py [WASM_DIR]
+    .venv/bin/python bench/callbacks.py [WASM_DIR]
 
 `make bench` builds the filters a second time with `--features sluice-host/timing` into
 target/timing and runs this after bench/run.py. The profiler adds two clock reads and a counter
@@ -37,7 +37,7 @@ def counters(admin):
 
 def main():
     if not (WASM / "sluice_auth.wasm").exists():
-        sys.exit(f"profile: no timing build in {WASM} (make bench builds it)")
+        sys.exit(f"callbacks: no timing build in {WASM} (make bench builds it)")
     m = sluice.free_port()
     mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "600"], stdout=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{m}/health", 10, mock)
