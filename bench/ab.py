@@ -1,0 +1,64 @@
+"""Two builds of the filters side by side: the full chain from WASM_DIR_A and from WASM_DIR_B,
+each its own Envoy in front of one mock, measured in one run (latency at concurrency 1 in
+alternating blocks, then wrk throughput alternating A, B, A, B). For before/after numbers of
+an optimisation: on a shared VM, runs minutes apart differ more than most changes do.
+
+    .venv/bin/python bench/ab.py WASM_DIR_A WASM_DIR_B [--rounds N]
+"""
+import http.client
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+sys.path.insert(0, str(ROOT / "bench"))
+import run as bench  # noqa: E402
+import sluice  # noqa: E402
+
+
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    if len(args) != 2:
+        sys.exit(__doc__)
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 40
+    m = sluice.free_port()
+    mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "900"], stdout=subprocess.DEVNULL)
+    sluice.wait_http(f"http://127.0.0.1:{m}/health", 10, mock)
+    stacks = {}
+    try:
+        for label, d in zip("AB", args):
+            st = sluice.Stack(Path(tempfile.mkdtemp(prefix=f"sluice-ab-{label}-")), mock_port=m, concurrency=2,
+                              quiet=True, start_mock=False, wasm_dir=Path(d).resolve(),
+                              spec=bench.spec(m, auth=True, pii=True, cache=True))
+            stacks[label] = st.start()
+        print(f"full chain, A = {args[0]}, B = {args[1]}; 300 B, unique prompts (misses)")
+        for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
+            conns = {k: http.client.HTTPConnection("127.0.0.1", st.port) for k, st in stacks.items()}
+            xs = {k: [] for k in stacks}
+            for r in range(rounds + 1):
+                for k in stacks:
+                    for i in range(bench.BLOCK):
+                        t = bench.once(conns[k], bench.body_for(model, 300, unique=f"{k}{r}-{i}-{time.time_ns()}"))
+                        if r:  # the first round warms up
+                            xs[k].append(t)
+            a, b = (statistics.median(xs[k]) for k in "AB")
+            print(f"  {route}, latency p50 / p99 µs:  A {a:6.0f} / {bench.p(xs['A'], 99):5.0f}"
+                  f"   B {b:6.0f} / {bench.p(xs['B'], 99):5.0f}   B - A {b - a:+5.0f} µs")
+            rps = {k: [] for k in stacks}
+            for _ in range(2):
+                for k, st in stacks.items():
+                    rps[k].append(bench.wrk(st.port, bench.body_for(model, 300), 5, unique=True)[0])
+            a, b = (sum(rps[k]) / len(rps[k]) for k in "AB")
+            print(f"  {route}, throughput req/s (wrk -t2 -c16, 2 x 5 s each):  A {a:6.0f}   B {b:6.0f}   B / A {b / a:5.2f}")
+    finally:
+        for st in stacks.values():
+            st.stop()
+        mock.terminate()
+
+
+if __name__ == "__main__":
+    main()
