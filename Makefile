@@ -20,7 +20,7 @@ $(STAMP): tests/requirements.txt
 	touch $@
 
 build: setup
-	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice
 	$(CARGO) build --release -p sluice-mock
 
 run: build
@@ -28,7 +28,7 @@ run: build
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice-bench-floor --all-targets -- -D warnings
+	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice -p sluice-bench-floor --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
 
@@ -56,8 +56,7 @@ bench: build
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(CARGO) build --release --target wasm32-wasip1 -p sluice-bench-floor
 	$(PY) bench/run.py
-	$(CARGO) build --release --target wasm32-wasip1 -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii \
-		--features sluice-host/timing --target-dir target/timing
+	$(CARGO) build --release --target wasm32-wasip1 -p sluice --features sluice-host/timing --target-dir target/timing
 	$(PY) bench/callbacks.py target/timing/wasm32-wasip1/release
 	$(PY) bench/failover.py
 	$(PY) bench/cache.py

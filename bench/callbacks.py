@@ -36,7 +36,7 @@ def counters(admin):
 
 
 def main():
-    if not (WASM / "sluice_auth.wasm").exists():
+    if not (WASM / "sluice.wasm").exists():
         sys.exit(f"callbacks: no timing build in {WASM} (make bench builds it)")
     m = sluice.free_port()
     mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "600"], stdout=subprocess.DEVNULL)

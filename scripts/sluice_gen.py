@@ -106,16 +106,17 @@ def _model_match(name: str) -> dict:
     return {"prefix": "/", "headers": [{"name": "x-sluice-model", "string_match": sm}]}
 
 
-def _wasm_filter(name: str, root_id: str, configuration: dict, wasm_dir: str, runtime: str,
-                 module: str = "sluice_translate") -> dict:
+def _wasm_filter(name: str, root_id: str, configuration: dict, wasm_dir: str, runtime: str) -> dict:
+    """One Sluice filter: the sluice.wasm module, the filter named by root_id. Every entry shares
+    one vm_id, so all of them run in one VM per worker thread."""
     return {"name": name, "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
         "config": {
             "name": root_id, "root_id": root_id,
             "allow_on_headers_stop_iteration": True,
             "failure_policy": "FAIL_RELOAD",
-            "vm_config": {"vm_id": module.replace("_", "-"), "runtime": f"envoy.wasm.runtime.{runtime}",
-                          "code": {"local": {"filename": f"{wasm_dir}/{module}.wasm"}}},
+            "vm_config": {"vm_id": "sluice", "runtime": f"envoy.wasm.runtime.{runtime}",
+                          "code": {"local": {"filename": f"{wasm_dir}/sluice.wasm"}}},
             "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
                               "value": json.dumps(configuration, separators=(",", ":"))},
         }}}
@@ -418,13 +419,11 @@ class Generator:
             # the usage chunk a client did not ask for itself, after reading it.
             route_conf["strip_unrequested_usage"] = False
             auth_conf = {**self.auth, "max_body_bytes": self.max_body}
-            http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime,
-                                             module="sluice_auth"))
+            http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime))
         if self.pii is not None:
             # Before the cache: entries are keyed on, and hold, the redacted form (no PII at rest);
             # on the way back it re-hydrates answers, cache hits included.
-            http_filters.append(_wasm_filter("sluice.pii", "sluice-pii", self.pii, self.wasm, self.runtime,
-                                             module="sluice_pii"))
+            http_filters.append(_wasm_filter("sluice.pii", "sluice-pii", self.pii, self.wasm, self.runtime))
         if self.cache is not None:
             # After auth (the tenant comes from its filter state), before translate: entries are
             # keyed on, and hold, the OpenAI form. Behind auth, a replay always carries the usage
@@ -432,8 +431,7 @@ class Generator:
             cache_conf = {**self.cache}
             if self.auth is not None:
                 cache_conf.setdefault("usage_in_replay", True)
-            http_filters.append(_wasm_filter("sluice.cache", "sluice-cache", cache_conf, self.wasm, self.runtime,
-                                             module="sluice_cache"))
+            http_filters.append(_wasm_filter("sluice.cache", "sluice-cache", cache_conf, self.wasm, self.runtime))
         http_filters += [
             _wasm_filter("sluice.translate.route", "sluice-translate-route", route_conf, self.wasm, self.runtime),
             {"name": "envoy.filters.http.router", "typed_config": {

@@ -18,12 +18,14 @@ use sluice_host::{self as host, Buffer, Counters, SharedData};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, metrics: Rc::new(RefCell::new(Counters::new(MAX_METRICS))) })
-    });
-}}
+/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
+/// module (filters/sluice) creates it for the plugin's `root_id`.
+pub fn root() -> Box<dyn RootContext> {
+    Box::new(Root {
+        config: None,
+        metrics: Rc::new(RefCell::new(Counters::new(MAX_METRICS))),
+    })
+}
 
 /// Metric names hold a team, a model and a reason: `sluice_auth.team.<team>.model.<model>.<what>`
 /// or `...reason.<reason>.refused`; the bootstrap's stats_tags turn them into labels.

@@ -74,12 +74,14 @@ struct Config {
     usage_in_replay: bool,
 }
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { config: None, metrics: Rc::new(RefCell::new(Counters::new(32))) })
-    });
-}}
+/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
+/// module (filters/sluice) creates it for the plugin's `root_id`.
+pub fn root() -> Box<dyn RootContext> {
+    Box::new(Root {
+        config: None,
+        metrics: Rc::new(RefCell::new(Counters::new(32))),
+    })
+}
 
 struct Root {
     config: Option<Rc<Config>>,

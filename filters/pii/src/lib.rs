@@ -10,12 +10,14 @@ use sluice_host::{self as host, Buffer, Counters};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-        Box::new(Root { scanner: None, metrics: Rc::new(RefCell::new(Counters::new(500))) })
-    });
-}}
+/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
+/// module (filters/sluice) creates it for the plugin's `root_id`.
+pub fn root() -> Box<dyn RootContext> {
+    Box::new(Root {
+        scanner: None,
+        metrics: Rc::new(RefCell::new(Counters::new(500))),
+    })
+}
 
 struct Root {
     scanner: Option<Rc<Scanner>>,

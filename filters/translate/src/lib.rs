@@ -78,10 +78,11 @@ fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     })
 }
 
-proxy_wasm::main! {{
-    proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(Root { config: None }) });
-}}
+/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
+/// module (filters/sluice) creates it for the plugin's `root_id`.
+pub fn root() -> Box<dyn RootContext> {
+    Box::new(Root { config: None })
+}
 
 struct Root {
     config: Option<Config>,
