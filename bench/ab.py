@@ -3,7 +3,7 @@ each its own Envoy in front of one mock, measured in one run (latency at concurr
 alternating blocks, then wrk throughput alternating A, B, A, B). For before/after numbers of
 an optimisation: on a shared VM, runs minutes apart differ more than most changes do.
 
-    .venv/bin/python bench/ab.py WASM_DIR_A WASM_DIR_B [--rounds N]
+    .venv/bin/python bench/ab.py WASM_DIR_A WASM_DIR_B [--rounds N] [--size BYTES]
 """
 import http.client
 import statistics
@@ -21,10 +21,11 @@ import sluice  # noqa: E402
 
 
 def main():
-    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    args = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and not sys.argv[i - 1].startswith("--")]
     if len(args) != 2:
         sys.exit(__doc__)
-    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 40
+    opt = lambda name, default: int(sys.argv[sys.argv.index(name) + 1]) if name in sys.argv else default  # noqa: E731
+    rounds, size = opt("--rounds", 40), opt("--size", 300)
     m = sluice.free_port()
     mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "900"], stdout=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{m}/health", 10, mock)
@@ -35,14 +36,14 @@ def main():
                               quiet=True, start_mock=False, wasm_dir=Path(d).resolve(),
                               spec=bench.spec(m, auth=True, pii=True, cache=True))
             stacks[label] = st.start()
-        print(f"full chain, A = {args[0]}, B = {args[1]}; 300 B, unique prompts (misses)")
+        print(f"full chain, A = {args[0]}, B = {args[1]}; {size} B, unique prompts (misses)")
         for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
             conns = {k: http.client.HTTPConnection("127.0.0.1", st.port) for k, st in stacks.items()}
             xs = {k: [] for k in stacks}
             for r in range(rounds + 1):
                 for k in stacks:
                     for i in range(bench.BLOCK):
-                        t = bench.once(conns[k], bench.body_for(model, 300, unique=f"{k}{r}-{i}-{time.time_ns()}"))
+                        t = bench.once(conns[k], bench.body_for(model, size, unique=f"{k}{r}-{i}-{time.time_ns()}"))
                         if r:  # the first round warms up
                             xs[k].append(t)
             a, b = (statistics.median(xs[k]) for k in "AB")
@@ -51,7 +52,7 @@ def main():
             rps = {k: [] for k in stacks}
             for _ in range(2):
                 for k, st in stacks.items():
-                    rps[k].append(bench.wrk(st.port, bench.body_for(model, 300), 5, unique=True)[0])
+                    rps[k].append(bench.wrk(st.port, bench.body_for(model, size), 5, unique=True)[0])
             a, b = (sum(rps[k]) / len(rps[k]) for k in "AB")
             print(f"  {route}, throughput req/s (wrk -t2 -c16, 2 x 5 s each):  A {a:6.0f}   B {b:6.0f}   B / A {b / a:5.2f}")
     finally:

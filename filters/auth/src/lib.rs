@@ -264,7 +264,8 @@ impl Auth {
             let (known, generated, complete) = match (&self.tap, &self.json) {
                 (Some(t), _) => (t.usage, t.estimated_completion_tokens(), t.done),
                 (None, Some(body)) => {
-                    let (u, content) = usage::read_completion(body);
+                    let (u, content) = host::response_json(body)
+                        .map_or((None, 0), |v| usage::completion_usage(&v));
                     (u, content.div_ceil(4), true)
                 }
                 (None, None) => (None, 0, false),
@@ -385,7 +386,7 @@ impl HttpContext for Auth {
         self.chat = false;
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
         // Bad bodies are the translate filter's to refuse, with a precise message.
-        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        let Ok(v) = host::request_json(&body) else {
             return Action::Continue;
         };
         let Some(p) = self.principal().cloned() else {

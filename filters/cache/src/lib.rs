@@ -243,7 +243,7 @@ impl HttpContext for CacheCtx {
         }
         self.state = State::Bypass;
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
-        let Ok(v) = serde_json::from_slice::<Value>(&body) else {
+        let Ok(v) = host::request_json(&body) else {
             return Action::Continue;
         };
         let deterministic = v.get("temperature").and_then(Value::as_f64) == Some(0.0);
@@ -370,7 +370,8 @@ impl HttpContext for CacheCtx {
         let store_tools = self.config.store_tool_calls;
         let completion = match (sse.as_mut(), json.as_ref()) {
             (Some(a), _) => a.finish(store_tools),
-            (None, Some(b)) => cache::from_json(b, store_tools),
+            (None, Some(b)) => host::response_json(b)
+                .and_then(|v| cache::from_value(Value::clone(&v), store_tools)),
             _ => None,
         };
         let (hash, ttl) = (*hash, *ttl);

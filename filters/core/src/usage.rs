@@ -145,11 +145,8 @@ pub fn read_usage(u: &Value) -> Option<Usage> {
     })
 }
 
-/// Usage and content size of a complete chat completion body.
-pub fn read_completion(body: &[u8]) -> (Option<Usage>, u64) {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        return (None, 0);
-    };
+/// Usage and content size of a complete chat completion (parsed).
+pub fn completion_usage(v: &Value) -> (Option<Usage>, u64) {
     let usage = v.get("usage").and_then(read_usage);
     let content: u64 = v
         .get("choices")

@@ -4,7 +4,10 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use serde_json::Value;
 use sluice_core::GatewayError;
+use std::cell::RefCell;
+use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
 #[cfg(feature = "timing")]
@@ -90,6 +93,53 @@ impl Headers {
             }
         }
     }
+}
+
+thread_local! {
+    static LAST_REQUEST: RefCell<Option<(Vec<u8>, Rc<Value>)>> = const { RefCell::new(None) };
+    static LAST_RESPONSE: RefCell<Option<(Vec<u8>, Rc<Value>)>> = const { RefCell::new(None) };
+}
+
+type Last = std::thread::LocalKey<RefCell<Option<(Vec<u8>, Rc<Value>)>>>;
+
+fn shared_parse<E>(
+    last: &'static Last,
+    body: &[u8],
+    parse: impl FnOnce(&[u8]) -> Result<Value, E>,
+) -> Result<Rc<Value>, E> {
+    let known = last.with(|last| {
+        last.borrow()
+            .as_ref()
+            .filter(|(bytes, _)| bytes.as_slice() == body)
+            .map(|(_, v)| Rc::clone(v))
+    });
+    if let Some(v) = known {
+        return Ok(v);
+    }
+    let v = Rc::new(parse(body)?);
+    last.with(|last| {
+        *last.borrow_mut() =
+            (body.len() <= SHARED_BODY_MAX).then(|| (body.to_vec(), Rc::clone(&v)));
+    });
+    Ok(v)
+}
+
+/// Bodies up to this size are remembered for the next filter.
+const SHARED_BODY_MAX: usize = 1 << 20;
+
+/// The request body as a JSON object (`sluice_core::openai::parse_body`), parsed once for all
+/// the filters of a stream. They run in one VM on one thread (the sluice.wasm module), each
+/// reading the body Envoy hands it; when the bytes equal the last ones parsed (compared in
+/// full, so a body a filter changed, e.g. by redaction, is parsed afresh) the parse is reused.
+/// One body, at most 1 MiB, is remembered per VM.
+pub fn request_json(body: &[u8]) -> Result<Rc<Value>, GatewayError> {
+    shared_parse(&LAST_REQUEST, body, sluice_core::openai::parse_body)
+}
+
+/// A complete JSON answer, parsed once for the filters that read it (sluice-cache stores it,
+/// sluice-auth reads its usage), the same way as `request_json`.
+pub fn response_json(body: &[u8]) -> Option<Rc<Value>> {
+    shared_parse(&LAST_RESPONSE, body, |b| serde_json::from_slice::<Value>(b)).ok()
 }
 
 pub fn body(buf: BufferType, start: usize, size: usize) -> Vec<u8> {

@@ -106,9 +106,10 @@ impl HttpContext for Pii {
         self.reading = false;
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
         // A body that is not JSON is the translate filter's to refuse; nothing is scanned.
-        let Ok(mut v) = serde_json::from_slice::<Value>(&body) else {
+        let Ok(parsed) = host::request_json(&body) else {
             return Action::Continue;
         };
+        let mut v = Value::clone(&parsed);
         match Redactor::new(&self.scanner).redact_request(&mut v) {
             Ok(red) => {
                 let mut m = self.metrics.borrow_mut();

@@ -3,7 +3,7 @@
 use crate::RouteConfig;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use sluice_core::openai::{force_stream_usage, parse_body, validate};
+use sluice_core::openai::{force_stream_usage, validate};
 use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer};
@@ -104,7 +104,7 @@ impl HttpContext for Route {
         }
         self.chat = false;
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
-        let value = match parse_body(&body) {
+        let value = match host::request_json(&body) {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
         };
