@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean bench
+.PHONY: setup build run test lint unit validate integration clean bench bench-peers
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -62,3 +62,11 @@ bench: build
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py
 	$(PY) bench/pii.py
+
+# Optional, heavier: the same load against LiteLLM proxy (PyPI) and Portkey gateway (npm),
+# installed into .venv-peers and .peers (pinned), side by side with bare Envoy and Sluice.
+bench-peers: build
+	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+	test -x .venv-peers/bin/litellm || { python3 -m venv .venv-peers && .venv-peers/bin/pip install --quiet --disable-pip-version-check -r bench/peers-requirements.txt; }
+	test -f .peers/node_modules/@portkey-ai/gateway/build/start-server.js || npm install --silent --prefix .peers @portkey-ai/gateway@1.15.2
+	$(PY) bench/peers.py
