@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::cache::{self, Assembler, Bounds, Cache, Entry};
+use sluice_core::cache::{self, Assembler, Bounds, Cache};
 use sluice_core::models::glob;
 use sluice_host::{self as host, Buffer, Counters, SharedData};
 use std::cell::RefCell;
@@ -338,6 +338,7 @@ impl HttpContext for CacheCtx {
     }
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        let bounds = self.bounds();
         let State::Miss {
             hash,
             ttl,
@@ -368,29 +369,26 @@ impl HttpContext for CacheCtx {
             return Action::Continue;
         }
         let store_tools = self.config.store_tool_calls;
-        let completion = match (sse.as_mut(), json.as_ref()) {
-            (Some(a), _) => a.finish(store_tools),
+        // The completion's JSON text: a JSON answer as it came (parsed once, shared with
+        // sluice-auth, to check it), a stream's as assembled.
+        let completion: Option<std::borrow::Cow<[u8]>> = match (sse.as_mut(), json.as_ref()) {
+            (Some(a), _) => a
+                .finish(store_tools)
+                .and_then(|v| serde_json::to_vec(&v).ok())
+                .map(Into::into),
             (None, Some(b)) => host::response_json(b)
-                .and_then(|v| cache::from_value(Value::clone(&v), store_tools)),
+                .is_some_and(|v| cache::is_storable(&v, store_tools))
+                .then(|| b.as_slice().into()),
             _ => None,
         };
         let (hash, ttl) = (*hash, *ttl);
-        self.state = State::Idle;
         if let Some(completion) = completion {
             let now = host::now_secs();
             let c = Cache {
                 store: &SharedData,
-                bounds: self.bounds(),
+                bounds,
             };
-            let out = c.insert(
-                &hash,
-                &Entry {
-                    stored_at: now,
-                    completion,
-                },
-                ttl,
-                now,
-            );
+            let out = c.insert_json(&hash, now, &completion, ttl, now);
             let mut m = self.metrics.borrow_mut();
             if out.stored {
                 m.add("sluice_cache.stored", 1);
@@ -400,6 +398,7 @@ impl HttpContext for CacheCtx {
             m.add("sluice_cache.expired_reclaimed", u64::from(out.expired));
             m.add("sluice_cache.too_large", u64::from(out.too_large));
         }
+        self.state = State::Idle;
         Action::Continue
     }
 }

@@ -153,13 +153,12 @@ pub struct Entry {
 
 const MAGIC: &[u8; 4] = b"SLC1";
 
-fn encode_slot(hash: &[u8; 32], entry: &Entry) -> Vec<u8> {
-    let body = serde_json::to_vec(&entry.completion).unwrap_or_default();
-    let mut out = Vec::with_capacity(4 + 32 + 8 + body.len());
+fn encode_slot(hash: &[u8; 32], stored_at: u64, completion_json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 32 + 8 + completion_json.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(hash);
-    out.extend_from_slice(&entry.stored_at.to_le_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&stored_at.to_le_bytes());
+    out.extend_from_slice(completion_json);
     out
 }
 
@@ -223,7 +222,21 @@ impl<S: Store> Cache<'_, S> {
     /// Stores an entry for `ttl` seconds: claims a slot in the shard index (evicting least
     /// recently used and expired entries until the budgets hold), then writes the slot.
     pub fn insert(&self, hash: &[u8; 32], entry: &Entry, ttl: u64, now: u64) -> StoreOutcome {
-        let value = encode_slot(hash, entry);
+        let json = serde_json::to_vec(&entry.completion).unwrap_or_default();
+        self.insert_json(hash, entry.stored_at, &json, ttl, now)
+    }
+
+    /// `insert` of a completion given as its JSON text (a JSON answer is stored as it came,
+    /// without a re-serialisation; it must be one `is_storable` accepted).
+    pub fn insert_json(
+        &self,
+        hash: &[u8; 32],
+        stored_at: u64,
+        completion_json: &[u8],
+        ttl: u64,
+        now: u64,
+    ) -> StoreOutcome {
+        let value = encode_slot(hash, stored_at, completion_json);
         let size = value.len() as u64;
         let mut out = StoreOutcome {
             bytes: size,
@@ -350,11 +363,10 @@ fn storable(completion: &Value, store_tool_calls: bool) -> bool {
         })
 }
 
-/// A complete JSON answer to store, or `None` when it is not a clean success.
-pub fn from_value(v: Value, store_tool_calls: bool) -> Option<Value> {
-    (v.get("object").and_then(Value::as_str) == Some("chat.completion")
-        && storable(&v, store_tool_calls))
-    .then_some(v)
+/// Whether a complete JSON answer may be stored: a clean success.
+pub fn is_storable(v: &Value, store_tool_calls: bool) -> bool {
+    v.get("object").and_then(Value::as_str) == Some("chat.completion")
+        && storable(v, store_tool_calls)
 }
 
 #[derive(Debug, Default, Clone)]
@@ -795,7 +807,7 @@ mod tests {
             "finish_reason": "tool_calls"}]});
         let got = assemble(&run_split(&mut Fixed(replay_sse(&tool, false)), b"", &[]));
         assert_eq!(got.tool_calls, vec![("c".into(), "f".into(), "{}".into())]);
-        assert!(from_value(tool.clone(), false).is_none());
-        assert!(from_value(tool.clone(), true).is_some());
+        assert!(!is_storable(&tool, false));
+        assert!(is_storable(&tool, true));
     }
 }
