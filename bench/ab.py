@@ -1,7 +1,8 @@
 """Two builds of the filters side by side: the full chain from WASM_DIR_A and from WASM_DIR_B,
 each its own Envoy in front of one mock, measured in one run (latency at concurrency 1 in
-alternating blocks, then wrk throughput alternating A, B, A, B). For before/after numbers of
-an optimisation: on a shared VM, runs minutes apart differ more than most changes do.
+alternating blocks, then wrk throughput alternating, either first in turn). For before/after numbers
+of an optimisation: on a shared VM, runs minutes apart differ more than most changes do. Run it
+with the same build as A and B once to see the noise of a comparison on the machine.
 
     .venv/bin/python bench/ab.py WASM_DIR_A WASM_DIR_B [--rounds N] [--size BYTES]
 """
@@ -20,6 +21,34 @@ import run as bench  # noqa: E402
 import sluice  # noqa: E402
 
 
+MODULES = {"sluice-auth": "sluice_auth", "sluice-pii": "sluice_pii", "sluice-cache": "sluice_cache"}
+
+
+class Stack(sluice.Stack):
+    """A build from before the filters became one module (a directory with sluice_auth.wasm,
+    sluice_pii.wasm, ... and no sluice.wasm) gets one module and VM per filter, as then."""
+
+    def _generate(self, spec):
+        cfg = super()._generate(spec)
+        if (self.wasm_dir / "sluice.wasm").exists():
+            return cfg
+
+        def walk(o):
+            if isinstance(o, dict):
+                if o.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
+                    c = o["config"]
+                    module = MODULES.get(c["root_id"], "sluice_translate")
+                    c["vm_config"]["vm_id"] = module.replace("_", "-")
+                    c["vm_config"]["code"]["local"]["filename"] = str(self.wasm_dir / f"{module}.wasm")
+                for v in o.values():
+                    walk(v)
+            elif isinstance(o, list):
+                for v in o:
+                    walk(v)
+        walk(cfg)
+        return cfg
+
+
 def main():
     args = [a for i, a in enumerate(sys.argv[1:], 1) if not a.startswith("--") and not sys.argv[i - 1].startswith("--")]
     if len(args) != 2:
@@ -32,7 +61,7 @@ def main():
     stacks = {}
     try:
         for label, d in zip("AB", args):
-            st = sluice.Stack(Path(tempfile.mkdtemp(prefix=f"sluice-ab-{label}-")), mock_port=m, concurrency=2,
+            st = Stack(Path(tempfile.mkdtemp(prefix=f"sluice-ab-{label}-")), mock_port=m, concurrency=2,
                               quiet=True, start_mock=False, wasm_dir=Path(d).resolve(),
                               spec=bench.spec(m, auth=True, pii=True, cache=True))
             stacks[label] = st.start()
@@ -41,7 +70,7 @@ def main():
             conns = {k: http.client.HTTPConnection("127.0.0.1", st.port) for k, st in stacks.items()}
             xs = {k: [] for k in stacks}
             for r in range(rounds + 1):
-                for k in stacks:
+                for k in ("AB" if r % 2 else "BA"):  # either goes first in turn
                     for i in range(bench.BLOCK):
                         t = bench.once(conns[k], bench.body_for(model, size, unique=f"{k}{r}-{i}-{time.time_ns()}"))
                         if r:  # the first round warms up
@@ -50,11 +79,11 @@ def main():
             print(f"  {route}, latency p50 / p99 µs:  A {a:6.0f} / {bench.p(xs['A'], 99):5.0f}"
                   f"   B {b:6.0f} / {bench.p(xs['B'], 99):5.0f}   B - A {b - a:+5.0f} µs")
             rps = {k: [] for k in stacks}
-            for _ in range(2):
-                for k, st in stacks.items():
-                    rps[k].append(bench.wrk(st.port, bench.body_for(model, size), 5, unique=True)[0])
+            for r in range(4):
+                for k in ("AB" if r % 2 else "BA"):
+                    rps[k].append(bench.wrk(stacks[k].port, bench.body_for(model, size), 5, unique=True)[0])
             a, b = (sum(rps[k]) / len(rps[k]) for k in "AB")
-            print(f"  {route}, throughput req/s (wrk -t2 -c16, 2 x 5 s each):  A {a:6.0f}   B {b:6.0f}   B / A {b / a:5.2f}")
+            print(f"  {route}, throughput req/s (wrk -t2 -c16, 4 x 5 s each):  A {a:6.0f}   B {b:6.0f}   B / A {b / a:5.2f}")
     finally:
         for st in stacks.values():
             st.stop()
