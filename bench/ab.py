@@ -33,19 +33,10 @@ class Stack(sluice.Stack):
         if (self.wasm_dir / "sluice.wasm").exists():
             return cfg
 
-        def walk(o):
-            if isinstance(o, dict):
-                if o.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
-                    c = o["config"]
-                    module = MODULES.get(c["root_id"], "sluice_translate")
-                    c["vm_config"]["vm_id"] = module.replace("_", "-")
-                    c["vm_config"]["code"]["local"]["filename"] = str(self.wasm_dir / f"{module}.wasm")
-                for v in o.values():
-                    walk(v)
-            elif isinstance(o, list):
-                for v in o:
-                    walk(v)
-        walk(cfg)
+        for c in sluice.sluice_gen.wasm_configs(cfg):
+            module = MODULES.get(c["root_id"], "sluice_translate")
+            c["vm_config"]["vm_id"] = module.replace("_", "-")
+            c["vm_config"]["code"]["local"]["filename"] = str(self.wasm_dir / f"{module}.wasm")
         return cfg
 
 

@@ -33,29 +33,12 @@ ROUTES = (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic"))
 
 
 def body(model, unique=None):
-    text = ("lorem ipsum dolor sit amet " * 12)[:240]
-    return json.dumps({"model": model, "max_tokens": 256, "temperature": 0,
-                       "messages": [{"role": "user", "content": f"{unique} {text}" if unique else text}]}).encode()
+    return bench.body_for(model, 300, unique=unique, max_tokens=256)
 
 
 class Gateway:
     def __init__(self, name, port, headers, models=("mock-gpt", "mock-claude")):
         self.name, self.port, self.headers, self.models = name, port, headers, models
-
-
-def wait(port, path, proc, seconds=90):
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gateway on {port} exited ({proc.returncode})")
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", path)
-            c.getresponse().read()
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"gateway on {port} not ready after {seconds}s")
 
 
 def main():
@@ -91,14 +74,14 @@ def main():
         procs.append(subprocess.Popen([str(LITELLM), "--config", str(tmp / "litellm.yaml"), "--host", "127.0.0.1",
                                        "--port", str(lp), "--num_workers", "2"], env=env,
                                       stdout=open(tmp / "litellm.log", "wb"), stderr=subprocess.STDOUT))
-        wait(lp, "/health/liveliness", procs[-1])
+        sluice.wait_http(f"http://127.0.0.1:{lp}/health/liveliness", 90, procs[-1])
         lh = {"content-type": "application/json", "authorization": f"Bearer {LITELLM_KEY}"}
         gws.append(Gateway("litellm proxy", lp, {"mock-gpt": lh, "mock-claude": lh}))
 
         pp = sluice.free_port()
         procs.append(subprocess.Popen(["node", str(PORTKEY), f"--port={pp}", "--headless"],
                                       stdout=open(tmp / "portkey.log", "wb"), stderr=subprocess.STDOUT))
-        wait(pp, "/", procs[-1])
+        sluice.wait_http(f"http://127.0.0.1:{pp}/", 30, procs[-1])
         ph = {"content-type": "application/json", "x-portkey-custom-host": f"http://127.0.0.1:{m}/v1"}
         gws.append(Gateway("portkey gateway", pp, {
             "mock-gpt": {**ph, "x-portkey-provider": "openai", "authorization": "Bearer mock-openai-key"},

@@ -95,20 +95,11 @@ def floor_config(port, admin, mock):
     cfg = sluice_gen.generate({**spec(m=mock, auth=True, pii=True, cache=True), "listen": f"127.0.0.1:{port}",
                                "admin": f"127.0.0.1:{admin}", "wasm_dir": str(sluice.WASM_DIR)})
 
-    def swap(o):
-        if isinstance(o, dict):
-            if o.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
-                c = o["config"]
-                role = {"sluice-translate-route": "route", "sluice-translate-upstream": "upstream"}.get(c["root_id"], "downstream")
-                c["vm_config"]["vm_id"] = "sluice-bench-floor"
-                c["vm_config"]["code"]["local"]["filename"] = str(FLOOR_WASM)
-                c["configuration"]["value"] = role
-            for v in o.values():
-                swap(v)
-        elif isinstance(o, list):
-            for v in o:
-                swap(v)
-    swap(cfg)
+    for c in sluice_gen.wasm_configs(cfg):
+        role = {"sluice-translate-route": "route", "sluice-translate-upstream": "upstream"}.get(c["root_id"], "downstream")
+        c["vm_config"]["vm_id"] = "sluice-bench-floor"
+        c["vm_config"]["code"]["local"]["filename"] = str(FLOOR_WASM)
+        c["configuration"]["value"] = role
     return cfg
 
 
@@ -139,7 +130,7 @@ def rss_mb(pid):
     return 0.0
 
 
-def body_for(model, size, stream=False, unique=None, words=None):
+def body_for(model, size, stream=False, unique=None, words=None, max_tokens=None):
     text = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[:size - 60] if words is None else \
         " ".join(f"w{i}" for i in range(words))
     if unique is not None:
@@ -147,6 +138,8 @@ def body_for(model, size, stream=False, unique=None, words=None):
     b = {"model": model, "messages": [{"role": "user", "content": text}], "temperature": 0}
     if stream:
         b["stream"] = True
+    if max_tokens is not None:
+        b["max_tokens"] = max_tokens
     return json.dumps(b).encode()
 
 

@@ -122,6 +122,24 @@ def _wasm_filter(name: str, root_id: str, configuration: dict, wasm_dir: str, ru
         }}}
 
 
+def wasm_configs(cfg: dict) -> list[dict]:
+    """The `config` (PluginConfig) of every Sluice Wasm filter in a generated Envoy config, listener
+    and upstream chains alike, for tools that inspect or adjust them."""
+    found = []
+
+    def walk(o):
+        if isinstance(o, dict):
+            if o.get("@type", "").endswith("filters.http.wasm.v3.Wasm"):
+                found.append(o["config"])
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(cfg)
+    return found
+
+
 def _injector(provider: str, secret_path: str) -> dict:
     header, prefix = AUTH[provider]
     generic = {"@type": "type.googleapis.com/envoy.extensions.http.injected_credentials.generic.v3.Generic",

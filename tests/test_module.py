@@ -8,22 +8,6 @@ import pytest
 import sluice
 
 
-def walk(o, fn):
-    if isinstance(o, dict):
-        fn(o)
-        for v in o.values():
-            walk(v, fn)
-    elif isinstance(o, list):
-        for v in o:
-            walk(v, fn)
-
-
-def wasm_configs(cfg):
-    found = []
-    walk(cfg, lambda d: found.append(d["config"]) if d.get("@type", "").endswith("filters.http.wasm.v3.Wasm") else None)
-    return found
-
-
 def spec(port, admin, mock):
     return {"listen": f"127.0.0.1:{port}", "admin": f"127.0.0.1:{admin}", "wasm_dir": str(sluice.WASM_DIR),
             "backends": {"o": sluice.mock_backend("openai", mock)}, "models": {"mock-gpt": {"chain": ["o"]}},
@@ -32,7 +16,7 @@ def spec(port, admin, mock):
 
 def test_every_filter_is_the_one_module_in_one_vm():
     cfg = sluice.sluice_gen.generate(spec(1, 2, 3))
-    configs = wasm_configs(cfg)
+    configs = sluice.sluice_gen.wasm_configs(cfg)
     assert {c["root_id"] for c in configs} == {"sluice-auth", "sluice-pii", "sluice-cache", "sluice-translate-route",
                                                "sluice-translate-upstream"}
     assert {c["vm_config"]["vm_id"] for c in configs} == {"sluice"}
@@ -57,7 +41,7 @@ def start_fails(tmp_path, cfg):
 ])
 def test_an_unusable_entry_stops_envoy_and_says_why(tmp_path, change, needle):
     cfg = sluice.sluice_gen.generate(spec(sluice.free_port(), sluice.free_port(), sluice.free_port()))
-    configs = wasm_configs(cfg)
+    configs = sluice.sluice_gen.wasm_configs(cfg)
     target = [c for c in configs if c["root_id"] == "sluice-auth"]
     for c in target:
         change(c)

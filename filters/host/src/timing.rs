@@ -7,12 +7,12 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MetricType};
+use proxy_wasm::types::Action;
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 thread_local! {
-    static IDS: RefCell<HashMap<String, u32>> = RefCell::new(HashMap::new());
+    // Names are filter x callback: a few dozen.
+    static COUNTERS: RefCell<crate::Counters> = RefCell::new(crate::Counters::new(256));
 }
 
 fn now_ns() -> u128 {
@@ -23,19 +23,11 @@ fn now_ns() -> u128 {
 }
 
 fn add(filter: &str, what: &str, by: u128) {
-    let name = format!("sluice_timing.{filter}.{what}");
-    let id = IDS.with(|ids| {
-        let mut ids = ids.borrow_mut();
-        if let Some(id) = ids.get(&name) {
-            return Some(*id);
-        }
-        let id = hostcalls::define_metric(MetricType::Counter, &name).ok()?;
-        ids.insert(name, id);
-        Some(id)
+    let by = u64::try_from(by).unwrap_or(u64::MAX);
+    COUNTERS.with(|c| {
+        c.borrow_mut()
+            .add(&format!("sluice_timing.{filter}.{what}"), by)
     });
-    if let Some(id) = id {
-        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
-    }
 }
 
 pub struct Timed<C> {
