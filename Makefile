@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean bench bench-peers
+.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -45,6 +45,12 @@ integration: build
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test: lint unit build validate integration
+
+# Regenerates the shipped Envoy configs from their specs (a test checks they are current).
+gen: setup
+	$(PY) scripts/sluice_gen.py envoy/specs/gateway.yaml -o envoy/gateway.yaml
+	@for s in envoy/specs/*.yaml; do n=$$(basename $$s); [ $$n = gateway.yaml ] && continue; \
+	  $(PY) scripts/sluice_gen.py $$s -o envoy/examples/$$n; done
 
 clean:
 	$(CARGO) clean

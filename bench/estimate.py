@@ -29,6 +29,19 @@ MULTI = [
 ]
 
 
+def schema(i):
+    """A JSON schema of about 4 KB, like the response_format schemas of extraction requests."""
+    props = {f"field_{j}_{i}": {"type": ["string", "number", "boolean"][j % 3],
+                                "description": f"The {j}th attribute of the invoice line, as printed on page {j % 7}."}
+             for j in range(40)}
+    return {"type": "object", "properties": props, "required": sorted(props)[:10], "additionalProperties": False}
+
+
+def tools(i):
+    return [{"type": "function", "function": {"name": f"tool_{k}", "description": f"Does step {k} of job {i}.",
+                                              "parameters": schema(i * 10 + k)}} for k in range(3)]
+
+
 def chunks(text, size):
     return [text[i:i + size] for i in range(0, len(text), size) if text[i:i + size].strip()]
 
@@ -49,12 +62,24 @@ def corpus():
             if i % 3 == 2:
                 msgs += [{"role": "assistant", "content": "Understood."}, {"role": "user", "content": "Go on."}]
             yield kind, {"model": "gpt-4o", "messages": msgs}
+    for i in range(20):
+        msgs = [{"role": "user", "content": f"Extract the fields of invoice {i}."}]
+        yield "schema", {"model": "gpt-4o", "messages": msgs,
+                         "response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": schema(i)}}}
+        yield "tools", {"model": "gpt-4o", "messages": msgs, "tools": tools(i)}
+
+
 
 
 def real_tokens(body):
     # OpenAI's chat accounting: 3 tokens per message for framing, the role, the content, and
-    # 3 tokens priming the reply.
-    return sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in body["messages"]) + 3
+    # 3 tokens priming the reply. Schemas and tools: the tokens of their compact JSON text (OpenAI
+    # bills its own rendering of them, which is of that size).
+    n = sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in body["messages"]) + 3
+    for field in ("response_format", "tools"):
+        if field in body:
+            n += len(enc.encode(json.dumps(body[field], separators=(",", ":"))))
+    return n
 
 
 def main():

@@ -48,7 +48,9 @@ MOCK_PATHS = {"openai": "/v1", "anthropic": "/v1", "gemini": "/v1beta"}
 def mock_backend(provider: str, port: int, **extra) -> dict:
     """A spec backend for the mock provider speaking `provider`, with its stub key."""
     return {"provider": provider, "url": f"http://127.0.0.1:{port}{MOCK_PATHS[provider]}",
-            "secret": str(ROOT / f"envoy/secrets/mock-{provider}.yaml"), **extra}
+            "secret": str(ROOT / f"envoy/secrets/mock-{provider}.yaml"),
+            # The mock's test controls (x-mock-status, x-mock-tag...) pass the header allow-list.
+            "forward_headers": ["x-mock-*"], "return_headers": ["x-mock-*"], **extra}
 
 
 def write_secret(path: Path, value: str) -> None:
@@ -75,6 +77,13 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
             b["secret"] = str(ROOT / b["secret"])
         if name.startswith("mock-"):
             b["url"] = b["url"].replace(MOCK_DEFAULT, f"127.0.0.1:{mock_port}")
+    # Extra headers every backend passes on (comma-separated names or globs), e.g. a private
+    # endpoint's own controls; the allow-lists hold everything else back.
+    for var, field in (("SLUICE_FORWARD_HEADERS", "forward_headers"), ("SLUICE_RETURN_HEADERS", "return_headers")):
+        extra = [h.strip().lower() for h in env.get(var, "").split(",") if h.strip()]
+        for b in spec["backends"].values():
+            if extra:
+                b[field] = sorted(set(b.get(field, [])) | set(extra))
     for name, p in PROVIDERS.items():
         key = env.get(p["key_env"], "").strip()
         b = spec["backends"][name]

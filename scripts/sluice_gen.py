@@ -38,18 +38,26 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# The names and defaults the filters use (filters/core/src/contract.rs; a Rust test keeps the
+# JSON equal to it).
+CONTRACT = json.loads((ROOT / "filters/core/contract.json").read_text())
+MODEL_HEADER = CONTRACT["request_headers"]["model"]
+CREDENTIAL_HEADER = CONTRACT["request_headers"]["credential"]
+LOCAL_REPLY_HEADER = CONTRACT["request_headers"]["local_reply"]
+
 AUTH = {  # provider -> (header, value prefix) the credential injector writes
     "openai": ("authorization", "Bearer "),
     "azure": ("api-key", ""),
     "anthropic": ("x-api-key", ""),
     "gemini": ("x-goog-api-key", ""),
 }
-BASE_PATHS = {"openai": "/v1", "azure": "/openai/deployments", "anthropic": "/v1", "gemini": "/v1beta"}
+BASE_PATHS = CONTRACT["base_paths"]
 
 TOP_KEYS = {"listen", "admin", "wasm_dir", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models",
             "auth", "cache", "pii"}
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
-                "outlier_detection", "max_requests", "connect_timeout"}
+                "outlier_detection", "max_requests", "connect_timeout", "forward_headers",
+                "return_headers"}
 ENDPOINT_KEYS = {"url", "secret", "weight"}
 MODEL_KEYS = {"chain", "split", "retries"}
 TIMEOUT_KEYS = {"request", "idle", "per_try", "per_try_idle"}
@@ -95,6 +103,53 @@ def _secret_name(path: str) -> str:
     return Path(path).stem
 
 
+def _log_field(name: str) -> str:
+    """An access-log field from a filter-state property the filters write (escaped there)."""
+    if name not in CONTRACT["properties"]:
+        raise SpecError(f"internal: {name} is not a property of the contract")
+    return f"%FILTER_STATE(wasm.{name}:PLAIN)%"
+
+
+def _envelope(message: str, kind: str, code: str) -> dict:
+    return {"content_type": "application/json", "json_format": {"error": {
+        "message": message, "type": kind, "param": None, "code": code}}}
+
+
+def _status_is(op: str, value: int) -> dict:
+    return {"status_code_filter": {"comparison": {"op": op, "value": {
+        "default_value": value, "runtime_key": f"sluice.local_reply.{op.lower()}_{value}"}}}}
+
+
+def _local_replies() -> dict:
+    """Every reply Envoy makes itself, in the OpenAI envelope. The filters' own replies are
+    already in it: they mark the request (LOCAL_REPLY_HEADER) and the first mapper keeps them."""
+    upstream_flags = ["UH", "UF", "UO", "NR", "URX", "NC", "UT", "UC", "UR", "LR", "UMSDR", "DPE", "UPE"]
+    by_status = [
+        (400, "The request is not valid HTTP.", "invalid_request_error", "bad_request"),
+        (408, "The request timed out: the client or the stream went idle.", "server_error", "request_timeout"),
+        (413, "The request body is larger than the gateway's limit.", "invalid_request_error",
+         "request_too_large"),
+        (426, "HTTP/1.1 or later is required.", "invalid_request_error", "http_version_not_supported"),
+        (431, "The request headers are too large.", "invalid_request_error", "headers_too_large"),
+        (500, "The gateway could not complete the request (the answer may have exceeded its buffer).",
+         "server_error", "gateway_error"),
+        (504, "The backend did not answer in time.", "server_error", "upstream_timeout"),
+    ]
+    mappers = [
+        {"filter": {"header_filter": {"header": {"name": LOCAL_REPLY_HEADER, "present_match": True}}}},
+        {"filter": {"response_flag_filter": {"flags": upstream_flags}},
+         "body_format_override": _envelope("%LOCAL_REPLY_BODY%", "server_error", "upstream_error")},
+    ]
+    for status, message, kind, code in by_status:
+        mappers.append({"filter": _status_is("EQ", status), "body_format_override": _envelope(message, kind, code)})
+    mappers.append({"filter": _status_is("GE", 500),
+                    "body_format_override": _envelope("%LOCAL_REPLY_BODY%", "server_error", "gateway_error")})
+    mappers.append({"filter": _status_is("GE", 400),
+                    "body_format_override": _envelope("%LOCAL_REPLY_BODY%", "invalid_request_error",
+                                                      "invalid_request")})
+    return {"mappers": mappers}
+
+
 def _model_match(name: str) -> dict:
     """Route match on x-sluice-model for an exact name or a glob."""
     if "*" not in name:
@@ -103,7 +158,7 @@ def _model_match(name: str) -> dict:
         sm = {"prefix": name[:-1]}
     else:
         sm = {"safe_regex": {"regex": ".*".join(re.escape(p) for p in name.split("*"))}}
-    return {"prefix": "/", "headers": [{"name": "x-sluice-model", "string_match": sm}]}
+    return {"prefix": "/", "headers": [{"name": MODEL_HEADER, "string_match": sm}]}
 
 
 def _wasm_filter(name: str, root_id: str, configuration: dict, wasm_dir: str, runtime: str) -> dict:
@@ -169,11 +224,11 @@ def _upstream_filters(credentials: dict[str, tuple[str, str]], wasm: str, runtim
             "xds_matcher": {"matcher_tree": {
                 "input": {"name": "credential", "typed_config": {
                     "@type": "type.googleapis.com/envoy.type.matcher.v3.HttpRequestHeaderMatchInput",
-                    "header_name": "x-sluice-credential"}},
+                    "header_name": CREDENTIAL_HEADER}},
                 "exact_match_map": {"map": actions}}}}})
         filters.append({"name": "sluice.credentials.cleanup", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
-            "mutations": {"request_mutations": [{"remove": "x-sluice-credential"}]}}})
+            "mutations": {"request_mutations": [{"remove": CREDENTIAL_HEADER}]}}})
     filters.append({"name": "envoy.filters.http.upstream_codec", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.filters.http.upstream_codec.v3.UpstreamCodec"}})
     return filters
@@ -207,7 +262,7 @@ class Generator:
         self.runtime = spec.get("runtime", "v8")
         if self.runtime not in ("v8", "wasmtime", "wamr"):
             raise SpecError(f"runtime: expected v8, wasmtime or wamr, got {self.runtime!r}")
-        self.max_body = int(spec.get("max_body_bytes", 32 * 1024 * 1024))
+        self.max_body = int(spec.get("max_body_bytes", CONTRACT["default_max_body_bytes"]))
         self.timeouts = {**DEFAULT_TIMEOUTS, **(spec.get("timeouts") or {})}
         _check_keys(self.timeouts, TIMEOUT_KEYS, "timeouts")
         self.retry = {**DEFAULT_RETRY, **(spec.get("retry") or {})}
@@ -313,7 +368,7 @@ class Generator:
                   "authority": e["authority"]}
             if b["models"]:
                 md["models"] = dict(sorted(b["models"].items()))
-            for k in ("api_version", "max_tokens_default"):
+            for k in ("api_version", "max_tokens_default", "forward_headers", "return_headers"):
                 if k in b:
                     md[k] = b[k]
             if e["secret"]:
@@ -430,13 +485,16 @@ class Generator:
 
         listen_host, listen_port = _addr(self.spec.get("listen", "127.0.0.1:10000"), "listen")
         admin_host, admin_port = _addr(self.spec.get("admin", "127.0.0.1:9901"), "admin")
-        route_conf = {"role": "route", "models": list(self.models), "max_body_bytes": self.max_body}
+        known = sorted({t for b in self.backends.values() for t in b["models"].values()}
+                       | set((self.auth or {}).get("prices", {})))
+        route_conf = {"role": "route", "models": list(self.models), "known_models": known,
+                      "max_body_bytes": self.max_body}
         http_filters = []
         if self.auth is not None:
             # sluice-auth reads usage from the answer before it reaches the client, and removes
             # the usage chunk a client did not ask for itself, after reading it.
             route_conf["strip_unrequested_usage"] = False
-            auth_conf = {**self.auth, "max_body_bytes": self.max_body}
+            auth_conf = {**self.auth, "max_body_bytes": self.max_body, "models": sorted(self.models)}
             http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime))
         if self.pii is not None:
             # Before the cache: entries are keyed on, and hold, the redacted form (no PII at rest);
@@ -455,32 +513,33 @@ class Generator:
             {"name": "envoy.filters.http.router", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
         ]
+        rh = {k: v.upper() for k, v in CONTRACT["response_headers"].items()}
         hcm = {
             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
             "stat_prefix": "sluice",
+            # One form of every path before any filter sees it: dot segments resolved, slashes
+            # merged, escaped slashes refused (the filters' route table refuses what is left).
+            "normalize_path": True,
+            "merge_slashes": True,
+            "path_with_escaped_slashes_action": "REJECT_REQUEST",
             # Long generations: no overall request timeout, but a stream that goes silent ends.
             "stream_idle_timeout": self.timeouts["idle"],
             "access_log": [{"name": "envoy.access_loggers.stdout", "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
                 "log_format": {"text_format_source": {"inline_string": (
-                    "[%START_TIME%] \"%REQ(:METHOD)% %FILTER_STATE(wasm.sluice_path:PLAIN)%\" %RESPONSE_CODE% "
-                    "%RESPONSE_FLAGS% team=%FILTER_STATE(wasm.sluice_team:PLAIN)% "
-                    "project=%FILTER_STATE(wasm.sluice_project:PLAIN)% key=%FILTER_STATE(wasm.sluice_key_id:PLAIN)% "
-                    "model=%FILTER_STATE(wasm.sluice_model:PLAIN)% "
-                    "provider=%RESP(X-SLUICE-PROVIDER)% served=%RESP(X-SLUICE-SERVED-MODEL)% "
-                    "tokens_in=%FILTER_STATE(wasm.sluice_tokens_in:PLAIN)% "
-                    "tokens_out=%FILTER_STATE(wasm.sluice_tokens_out:PLAIN)% "
-                    "cost_micro_usd=%FILTER_STATE(wasm.sluice_cost_micro_usd:PLAIN)% cache=%RESP(X-SLUICE-CACHE)% "
-                    "refusal=%FILTER_STATE(wasm.sluice_refusal:PLAIN)% "
+                    f"[%START_TIME%] \"%REQ(:METHOD)% {_log_field('sluice_path')}\" %RESPONSE_CODE% "
+                    f"%RESPONSE_FLAGS% team={_log_field('sluice_team')} "
+                    f"project={_log_field('sluice_project')} key={_log_field('sluice_key_id')} "
+                    f"model={_log_field('sluice_model')} "
+                    f"provider=%RESP({rh['provider']})% served=%RESP({rh['served_model']})% "
+                    f"tokens_in={_log_field('sluice_tokens_in')} "
+                    f"tokens_out={_log_field('sluice_tokens_out')} "
+                    f"cost_micro_usd={_log_field('sluice_cost_micro_usd')} cache=%RESP({rh['cache']})% "
+                    f"refusal={_log_field('sluice_refusal')} "
                     "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% upstream=%UPSTREAM_HOST% %DURATION%ms\n")}}}}],
             # Errors Envoy itself generates (no healthy upstream, connect failure, reset, timeout,
             # overflow) get the OpenAI error envelope too.
-            "local_reply_config": {"mappers": [{
-                "filter": {"response_flag_filter": {"flags": [
-                    "UH", "UF", "UO", "NR", "URX", "NC", "UT", "UC", "UR", "LR", "UMSDR", "DPE", "UPE"]}},
-                "body_format_override": {"content_type": "application/json", "json_format": {"error": {
-                    "message": "%LOCAL_REPLY_BODY%", "type": "server_error", "param": None,
-                    "code": "upstream_error"}}}}]},
+            "local_reply_config": _local_replies(),
             "http_filters": http_filters,
             "route_config": {"name": "sluice", "virtual_hosts": [{"name": "sluice", "domains": ["*"], "routes": routes}]},
         }

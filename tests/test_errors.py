@@ -26,12 +26,15 @@ def test_rate_limit_keeps_retry_after(post, model):
 
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize("upstream,status,code", [("500", 502, "upstream_error"), ("503", 503, "upstream_overloaded"),
-                                                  ("400", 400, None), ("404", 404, "model_not_found")])
+                                                  ("400", 400, "provider"), ("404", 404, "model_not_found")])
 def test_provider_statuses(post, model, upstream, status, code):
     r = post({"model": model, "messages": MSGS}, {"x-mock-status": upstream})
     assert r.status == status, r.body
     e = envelope(r)
-    assert e["code"] == code
+    # A 400 carries the provider's own error type as its code (what the client may act on).
+    want = {"mock-gpt": "invalid_request_error", "mock-claude": "invalid_request_error",
+            "mock-gemini": "INVALID_ARGUMENT"}[model] if code == "provider" else code
+    assert e["code"] == want
     assert model.split("-")[1] in ("gpt", "claude", "gemini")
 
 

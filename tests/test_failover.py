@@ -29,7 +29,8 @@ def fo(tmp_path_factory):
             "p-solo": sluice.mock_backend("anthropic", m, outlier_detection=False),
             "pool": {"provider": "openai", "endpoints": [
                 {"url": f"http://127.0.0.1:{a}/v1", "secret": str(run / "key-a.yaml")},
-                {"url": f"http://127.0.0.1:{b}/v1", "secret": str(run / "key-b.yaml")}]},
+                {"url": f"http://127.0.0.1:{b}/v1", "secret": str(run / "key-b.yaml")}],
+                "forward_headers": ["x-mock-*"], "return_headers": ["x-mock-*"]},
         },
         "models": {
             "chained": {"chain": ["p-openai", "p-anthropic:claude-sonnet-4-5", "p-gemini:gemini-2.5-pro"]},

@@ -65,7 +65,7 @@ impl HttpContext for Floor {
         let req = host::map_request();
         host::remove_header(req, "content-length");
         if self.0 == Role::Upstream {
-            host::remove_header(req, "x-sluice-model");
+            host::remove_header(req, sluice_core::contract::request::MODEL);
         }
         if end_of_stream {
             Action::Continue
@@ -81,7 +81,11 @@ impl HttpContext for Floor {
         let body = host::body(Buffer::HttpRequestBody, 0, body_size);
         if self.0 == Role::Route {
             if let Some(m) = model(&body) {
-                host::set_header(host::map_request(), "x-sluice-model", Some(m));
+                host::set_header(
+                    host::map_request(),
+                    sluice_core::contract::request::MODEL,
+                    Some(m),
+                );
             }
         }
         host::set_body(Buffer::HttpRequestBody, 0, body_size, &body);

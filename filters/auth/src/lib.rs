@@ -10,6 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde_json::{json, Map, Value};
 use sluice_core::auth::{self, AuthConfig, Principal};
+use sluice_core::contract::{self, key, property, Endpoint};
 use sluice_core::openai::Usage;
 use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
@@ -147,7 +148,7 @@ impl Auth {
             &format!("sluice_auth.team.{team}.reason.{}.refused", label(reason)),
             1,
         );
-        host::set_property(vec!["sluice_refusal"], reason.as_bytes());
+        host::set_log_field(property::REFUSAL, reason);
         let mut headers = err.headers();
         headers.extend(self.rate_headers.iter().cloned());
         host::send(err.status, &headers, &err.body());
@@ -204,7 +205,7 @@ impl Auth {
             if !p.admin && q.id != p.id {
                 continue;
             }
-            let mut v = auth::usage_report(&q.limits, &read(&format!("sluice:auth:key:{}", q.id)));
+            let mut v = auth::usage_report(&q.limits, &read(&key::quota_key(&q.id)));
             if let Some(o) = v.as_object_mut() {
                 o.insert("name".into(), json!(q.name));
                 o.insert("team".into(), json!(q.team));
@@ -214,8 +215,7 @@ impl Auth {
         }
         for (name, (team, limits)) in &self.config.projects {
             if p.admin || p.project.as_deref() == Some(name) {
-                let mut v =
-                    auth::usage_report(limits, &read(&format!("sluice:auth:project:{name}")));
+                let mut v = auth::usage_report(limits, &read(&key::quota_project(name)));
                 if let Some(o) = v.as_object_mut() {
                     o.insert("team".into(), json!(team));
                 }
@@ -226,7 +226,7 @@ impl Auth {
             if p.admin || p.team == *name {
                 teams.insert(
                     name.clone(),
-                    auth::usage_report(&t.limits, &read(&format!("sluice:auth:team:{name}"))),
+                    auth::usage_report(&t.limits, &read(&key::quota_team(name))),
                 );
             }
         }
@@ -297,7 +297,7 @@ impl Auth {
             actual,
             &self.now(),
         );
-        let (team, m) = (label(&p.team), label(&model));
+        let (team, m) = (label(&p.team), label(self.config.model_label(&model)));
         let mut metrics = self.metrics.borrow_mut();
         metrics.add(
             &format!("sluice_auth.team.{team}.model.{m}.tokens_in"),
@@ -314,15 +314,9 @@ impl Auth {
         if partial {
             metrics.add(&format!("sluice_auth.team.{team}.model.{m}.partial"), 1);
         }
-        host::set_property(
-            vec!["sluice_tokens_in"],
-            usage.prompt_tokens.to_string().as_bytes(),
-        );
-        host::set_property(
-            vec!["sluice_tokens_out"],
-            usage.completion_tokens.to_string().as_bytes(),
-        );
-        host::set_property(vec!["sluice_cost_micro_usd"], cost.to_string().as_bytes());
+        host::set_log_field(property::TOKENS_IN, &usage.prompt_tokens.to_string());
+        host::set_log_field(property::TOKENS_OUT, &usage.completion_tokens.to_string());
+        host::set_log_field(property::COST_MICRO_USD, &cost.to_string());
     }
 }
 
@@ -332,6 +326,7 @@ impl HttpContext for Auth {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
         let headers = host::Headers::read(req);
+        headers.strip_internal(false);
         let key = auth::presented_key(headers.get("authorization"), headers.get("x-api-key"));
         // The client's credential never goes further, whatever happens next.
         host::remove_header(req, "authorization");
@@ -346,29 +341,18 @@ impl HttpContext for Auth {
         };
         self.principal = self.config.principals.iter().position(|p| p.id == id);
         if let Some(p) = self.principal() {
-            host::set_property(vec!["sluice_key_id"], p.id.as_bytes());
-            host::set_property(vec!["sluice_team"], p.team.as_bytes());
-            host::set_property(
-                vec!["sluice_project"],
-                p.project.as_deref().unwrap_or("-").as_bytes(),
-            );
+            host::set_log_field(property::KEY_ID, &p.id);
+            host::set_log_field(property::TEAM, &p.team);
+            host::set_log_field(property::PROJECT, p.project.as_deref().unwrap_or("-"));
         }
-        let method = headers.get_str(":method").unwrap_or_default();
-        let path = headers
-            .get_str(":path")
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        if method == "GET" && path == "/v1/sluice/usage" {
-            return self.usage_endpoint();
+        match host::endpoint(&headers) {
+            Some(Endpoint::Usage) => self.usage_endpoint(),
+            Some(e) if e.has_body() && !end_of_stream => {
+                self.chat = true;
+                Action::Pause
+            }
+            _ => Action::Continue,
         }
-        if method == "POST" && path == "/v1/chat/completions" && !end_of_stream {
-            self.chat = true;
-            return Action::Pause;
-        }
-        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
@@ -397,7 +381,11 @@ impl HttpContext for Auth {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string();
-        if !self.model.is_empty() && !self.config.allowed(&p, &self.model) {
+        if contract::check_model(&self.model).is_err() {
+            // The translate filter refuses it (400); nothing is reserved for it.
+            return Action::Continue;
+        }
+        if !self.config.allowed(&p, &self.model) {
             let err = auth::model_not_allowed(&self.model);
             return self.refuse(&err, "model_not_allowed");
         }
@@ -434,7 +422,7 @@ impl HttpContext for Auth {
             Ok(records) => {
                 self.set_rate_headers(&scopes, &records, &now);
                 let team = label(&p.team);
-                let m = label(&self.model);
+                let m = label(self.config.model_label(&self.model));
                 self.metrics
                     .borrow_mut()
                     .add(&format!("sluice_auth.team.{team}.model.{m}.requests"), 1);
@@ -478,8 +466,10 @@ impl HttpContext for Auth {
             .get_str(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        self.served_model = headers.get_str("x-sluice-served-model").map(str::to_string);
-        self.cache_hit = headers.get_str("x-sluice-cache") == Some("hit");
+        self.served_model = headers
+            .get_str(contract::response::SERVED_MODEL)
+            .map(str::to_string);
+        self.cache_hit = headers.get_str(contract::response::CACHE) == Some("hit");
         let sse = headers
             .get_str("content-type")
             .is_some_and(|c| c.starts_with("text/event-stream"));

@@ -8,7 +8,8 @@ use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::cache::{self, Assembler, Bounds, Cache};
-use sluice_core::models::glob;
+use sluice_core::contract::{self, property, Endpoint};
+use sluice_core::models::Ranked;
 use sluice_host::{self as host, Buffer, Counters, SharedData};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -53,9 +54,12 @@ struct Config {
     /// Upper bound of a per-request `x-sluice-cache-ttl`.
     #[serde(default = "default_max_ttl")]
     max_ttl_seconds: u64,
-    /// TTL per model name or glob (the first match wins).
+    /// TTL per model name or glob (an exact name wins, then the longest glob).
     #[serde(default)]
     model_ttl: BTreeMap<String, u64>,
+    /// `model_ttl`, ranked (built in `on_configure`).
+    #[serde(skip)]
+    ranked_ttl: Ranked<u64>,
     #[serde(default = "default_entries")]
     max_entries: u32,
     #[serde(default = "default_bytes")]
@@ -95,7 +99,8 @@ impl RootContext for Root {
         let raw = host::plugin_configuration();
         let mut de = serde_json::Deserializer::from_slice(&raw);
         match serde_path_to_error::deserialize::<_, Config>(&mut de) {
-            Ok(c) if c.max_entries > 0 && c.max_bytes > 0 => {
+            Ok(mut c) if c.max_entries > 0 && c.max_bytes > 0 => {
+                c.ranked_ttl = Ranked::new(c.model_ttl.clone());
                 self.config = Some(Rc::new(c));
                 true
             }
@@ -177,9 +182,13 @@ impl CacheCtx {
                 .unwrap_or_else(|| "-".into())
         };
         match self.config.scope {
-            Scope::Team => format!("team:{}", prop("sluice_team")),
-            Scope::Project => format!("project:{}:{}", prop("sluice_team"), prop("sluice_project")),
-            Scope::Key => format!("key:{}", prop("sluice_key_id")),
+            Scope::Team => format!("team:{}", prop(property::TEAM)),
+            Scope::Project => format!(
+                "project:{}:{}",
+                prop(property::TEAM),
+                prop(property::PROJECT)
+            ),
+            Scope::Key => format!("key:{}", prop(property::KEY_ID)),
             Scope::Global => "global".into(),
         }
     }
@@ -189,10 +198,10 @@ impl CacheCtx {
             .map(|t| t.min(self.config.max_ttl_seconds))
             .unwrap_or_else(|| {
                 self.config
-                    .model_ttl
-                    .iter()
-                    .find(|(m, _)| glob(m, model))
-                    .map_or(self.config.ttl_seconds, |(_, t)| *t)
+                    .ranked_ttl
+                    .get(model)
+                    .copied()
+                    .unwrap_or(self.config.ttl_seconds)
             })
     }
 }
@@ -202,12 +211,8 @@ impl Context for CacheCtx {}
 impl HttpContext for CacheCtx {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let headers = host::Headers::read(host::map_request());
-        let method = headers.get_str(":method").unwrap_or_default();
-        let path = headers.get_str(":path").unwrap_or_default();
-        if method != "POST"
-            || path.split('?').next() != Some("/v1/chat/completions")
-            || end_of_stream
-        {
+        headers.strip_internal(false);
+        if host::endpoint(&headers) != Some(Endpoint::ChatCompletions) || end_of_stream {
             return Action::Continue;
         }
         let cc = headers
@@ -219,10 +224,10 @@ impl HttpContext for CacheCtx {
             no_cache: has("no-cache"),
             no_store: has("no-store"),
             ttl: headers
-                .get_str("x-sluice-cache-ttl")
+                .get_str(contract::request::CACHE_TTL)
                 .and_then(|t| t.trim().parse().ok()),
             force: headers
-                .get_str("x-sluice-cache-force")
+                .get_str(contract::request::CACHE_FORCE)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         };
         Action::Pause
@@ -286,10 +291,13 @@ impl HttpContext for CacheCtx {
                     200,
                     &[
                         ("content-type", ctype.into()),
-                        ("x-sluice-cache", "hit".into()),
+                        (contract::response::CACHE, "hit".into()),
                         ("age", now.saturating_sub(entry.stored_at).to_string()),
-                        ("x-sluice-provider", "cache".into()),
-                        ("x-sluice-served-model", served),
+                        (contract::response::PROVIDER, "cache".into()),
+                        (
+                            contract::response::SERVED_MODEL,
+                            contract::escape_for_header(&served).into_owned(),
+                        ),
                     ],
                     &out,
                 );
@@ -318,9 +326,9 @@ impl HttpContext for CacheCtx {
         let resp = host::map_response();
         let max = self.config.max_entry_bytes;
         match &mut self.state {
-            State::Bypass => host::set_header(resp, "x-sluice-cache", Some("bypass")),
+            State::Bypass => host::set_header(resp, contract::response::CACHE, Some("bypass")),
             State::Miss { json, sse, ok, .. } => {
-                host::set_header(resp, "x-sluice-cache", Some("miss"));
+                host::set_header(resp, contract::response::CACHE, Some("miss"));
                 let headers = host::Headers::read(resp);
                 *ok = headers.get_str(":status") == Some("200");
                 if headers

@@ -5,7 +5,7 @@
 //! key and per team (names and globs); prices are per million tokens, with a multiplier per team.
 
 use crate::error::GatewayError;
-use crate::models::{glob, ModelSet};
+use crate::models::{ModelSet, Ranked};
 use crate::openai::Usage;
 use crate::quota::{Limits, Record, Scope, Windows};
 use crate::usage::Price;
@@ -103,10 +103,15 @@ struct RawConfig {
     /// Bodies larger than this are left to the translate filter (which answers 413).
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
+    /// Model names the gateway serves (the generator passes its spec's). Metric labels take only
+    /// exact configured names (these and the priced ones); any other model counts as `other`,
+    /// so a client cannot create series.
+    #[serde(default)]
+    models: Vec<String>,
 }
 
 fn default_max_body() -> usize {
-    32 * 1024 * 1024
+    crate::contract::DEFAULT_MAX_BODY_BYTES
 }
 
 fn default_max_tokens() -> u64 {
@@ -143,7 +148,9 @@ pub struct AuthConfig {
     pub principals: Vec<Principal>,
     pub teams: BTreeMap<String, Team>,
     pub projects: BTreeMap<String, (String, Limits)>,
-    prices: Vec<(String, Price)>,
+    pub prices: Ranked<Price>,
+    /// Exact model names that may be metric labels.
+    pub label_models: std::collections::BTreeSet<String>,
     pub default_max_tokens: u64,
     pub charge_cache_hits: bool,
     pub windows: Windows,
@@ -283,8 +290,14 @@ impl AuthConfig {
                 .map_err(|e| format!("field 'prices.{model}': {e}"))?;
             prices.push((model.clone(), price));
         }
-        // Exact names win over globs; among globs, the longest pattern wins.
-        prices.sort_by_key(|(m, _)| (m.contains('*'), std::cmp::Reverse(m.len())));
+        let label_models = raw
+            .models
+            .iter()
+            .chain(raw.prices.keys())
+            .filter(|m| !m.contains('*'))
+            .cloned()
+            .collect();
+        let prices = Ranked::new(prices);
         let w = &raw.windows;
         let d = Windows::default();
         Ok(AuthConfig {
@@ -293,6 +306,7 @@ impl AuthConfig {
             teams,
             projects,
             prices,
+            label_models,
             default_max_tokens: raw.default_max_tokens,
             charge_cache_hits: raw.charge_cache_hits,
             windows: Windows {
@@ -325,14 +339,14 @@ impl AuthConfig {
     /// Key, project and team scopes of a principal, with their limits.
     pub fn scopes(&self, p: &Principal) -> Vec<Scope> {
         let mut s = vec![Scope {
-            key: format!("sluice:auth:key:{}", p.id),
+            key: crate::contract::key::quota_key(&p.id),
             name: format!("key {}", p.id),
             limits: p.limits,
         }];
         if let Some(proj) = &p.project {
             let limits = self.projects.get(proj).map(|(_, l)| *l).unwrap_or_default();
             s.push(Scope {
-                key: format!("sluice:auth:project:{proj}"),
+                key: crate::contract::key::quota_project(proj),
                 name: format!("project {proj}"),
                 limits,
             });
@@ -343,19 +357,24 @@ impl AuthConfig {
             .map(|t| t.limits)
             .unwrap_or_default();
         s.push(Scope {
-            key: format!("sluice:auth:team:{}", p.team),
+            key: crate::contract::key::quota_team(&p.team),
             name: format!("team {}", p.team),
             limits,
         });
         s
     }
 
+    /// The metric label of a model: its name when configured exactly, else `other`.
+    pub fn model_label<'a>(&self, model: &'a str) -> &'a str {
+        if self.label_models.contains(model) {
+            model
+        } else {
+            "other"
+        }
+    }
+
     pub fn price(&self, model: &str) -> Price {
-        self.prices
-            .iter()
-            .find(|(m, _)| glob(m, model))
-            .map(|(_, p)| *p)
-            .unwrap_or_default()
+        self.prices.get(model).copied().unwrap_or_default()
     }
 
     pub fn multiplier(&self, p: &Principal) -> u64 {
@@ -504,9 +523,9 @@ mod tests {
         assert_eq!(
             s.iter().map(|s| s.key.as_str()).collect::<Vec<_>>(),
             [
-                "sluice:auth:key:k1",
-                "sluice:auth:project:p",
-                "sluice:auth:team:t"
+                crate::contract::key::quota_key("k1"),
+                crate::contract::key::quota_project("p"),
+                crate::contract::key::quota_team("t"),
             ]
         );
         assert_eq!(s[0].limits.micro_usd_per_day, Some(1_500_000));

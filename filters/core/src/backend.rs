@@ -2,7 +2,9 @@
 //! (`filter_metadata.sluice`). [`Backend::plan`] turns the client's request bytes into the
 //! upstream request for that backend and a [`ResponsePlan`] that translates the answer back.
 
+use crate::contract::path_segment;
 use crate::error::GatewayError;
+use crate::models::Ranked;
 use crate::openai::{self, ChatRequest};
 use crate::stream::StreamTranslator;
 use crate::{openai_anthropic, openai_compat, openai_gemini};
@@ -60,10 +62,19 @@ pub struct Backend {
     /// cluster (a fallback chain, a key pool) use a different key per host and per attempt.
     #[serde(default)]
     pub credential: Option<String>,
+    /// Client request headers this backend receives besides `contract::FORWARDED_HEADERS`
+    /// (names or globs, e.g. `anthropic-beta`, `x-mock-*`). Everything else a client sends
+    /// stays in the gateway.
+    #[serde(default)]
+    pub forward_headers: Vec<String>,
+    /// Provider response headers the client receives besides `contract::RETURNED_HEADERS`
+    /// (names or globs).
+    #[serde(default)]
+    pub return_headers: Vec<String>,
+    /// `models`, ranked (built by `from_json`).
+    #[serde(skip)]
+    model_map: Ranked<String>,
 }
-
-/// Request header naming this attempt's credential (removed before the request leaves Envoy).
-pub const CREDENTIAL_HEADER: &str = "x-sluice-credential";
 
 pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
@@ -100,22 +111,66 @@ pub struct Plan {
 
 impl Backend {
     pub fn from_json(v: &Value) -> Result<Self, String> {
-        serde_path_to_error::deserialize(v).map_err(|e| format!("{}: {}", e.path(), e.inner()))
+        let mut b: Backend = serde_path_to_error::deserialize(v)
+            .map_err(|e| format!("{}: {}", e.path(), e.inner()))?;
+        b.model_map = Ranked::new(b.models.clone());
+        for h in b
+            .forward_headers
+            .iter_mut()
+            .chain(b.return_headers.iter_mut())
+        {
+            h.make_ascii_lowercase();
+            if h.starts_with(':') || h.starts_with(crate::contract::HEADER_PREFIX) || h == "*" {
+                return Err(format!(
+                    "forward_headers/return_headers: '{h}' cannot be passed on"
+                ));
+            }
+        }
+        Ok(b)
+    }
+
+    /// Whether a provider's response header may reach the client.
+    pub fn returns(&self, name: &str) -> bool {
+        crate::contract::passes_back(name)
+            || self
+                .return_headers
+                .iter()
+                .any(|h| crate::models::glob(h, &name.to_ascii_lowercase()))
+    }
+
+    /// Whether a client request header may reach this backend: the contract's allow-list plus
+    /// what the operator configured for this backend. Pseudo-headers are Envoy's.
+    pub fn forwards(&self, name: &str) -> bool {
+        name.starts_with(':')
+            || crate::contract::FORWARDED_HEADERS
+                .iter()
+                .any(|h| name.eq_ignore_ascii_case(h))
+            || self
+                .forward_headers
+                .iter()
+                .any(|h| crate::models::glob(h, &name.to_ascii_lowercase()))
     }
 
     pub fn display_name(&self) -> &str {
         self.name.as_deref().unwrap_or(self.provider.as_str())
     }
 
+    /// The provider's name for a client model: the host's `models` map, ranked like every
+    /// other name map (exact, then the longest glob; `*` matches any model).
     pub fn upstream_model<'a>(&'a self, client_model: &'a str) -> &'a str {
-        self.models
+        self.model_map
             .get(client_model)
-            .or_else(|| self.models.get("*"))
             .map(String::as_str)
             .unwrap_or(client_model)
     }
 
-    fn base_path(&self, default: &str) -> String {
+    /// The backend's API base path, or its provider's default (`contract::BASE_PATHS`).
+    fn base_path(&self) -> String {
+        let kind = self.provider.as_str();
+        let default = crate::contract::BASE_PATHS
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map_or("", |(_, p)| p);
         let p = self.base_path.as_deref().unwrap_or(default);
         p.trim_end_matches('/').to_string()
     }
@@ -140,12 +195,12 @@ impl Backend {
                     .unwrap_or(DEFAULT_AZURE_API_VERSION);
                 format!(
                     "{}/{}/chat/completions?api-version={}",
-                    self.base_path("/openai/deployments"),
-                    model,
-                    version
+                    self.base_path(),
+                    path_segment(&model),
+                    path_segment(version)
                 )
             } else {
-                format!("{}/chat/completions", self.base_path("/v1"))
+                format!("{}/chat/completions", self.base_path())
             };
             let body = openai_compat::request(body, &model, &client_model)?;
             return Ok(Plan {
@@ -175,7 +230,7 @@ impl Backend {
                 .unwrap_or(DEFAULT_ANTHROPIC_VERSION);
             return Ok(Plan {
                 request: UpstreamRequest {
-                    path: format!("{}/messages", self.base_path("/v1")),
+                    path: format!("{}/messages", self.base_path()),
                     headers: vec![json, ("anthropic-version", version.to_string())],
                     body: Some(serde_json::to_vec(&out).unwrap_or_default()),
                 },
@@ -190,7 +245,12 @@ impl Backend {
         };
         Ok(Plan {
             request: UpstreamRequest {
-                path: format!("{}/models/{}:{}", self.base_path("/v1beta"), model, method),
+                path: format!(
+                    "{}/models/{}:{}",
+                    self.base_path(),
+                    path_segment(&model),
+                    method
+                ),
                 headers: vec![json],
                 body: Some(serde_json::to_vec(&out).unwrap_or_default()),
             },
@@ -243,8 +303,10 @@ impl ResponsePlan {
     }
 }
 
-/// The message of a provider error body, whatever its shape: `{"error":{"message"}}` (OpenAI,
-/// Anthropic, Gemini), `{"error":"..."}`, `{"message":"..."}` (vLLM), `{"detail":"..."}`.
+/// A provider error body, whatever its shape (`{"error":{"message","type"|"status"|"code"}}`
+/// of OpenAI, Anthropic and Gemini, `{"error":"..."}`, `{"message":"..."}` of vLLM,
+/// `{"detail":"..."}`), mapped by `error::from_provider`: the provider's text is passed on only
+/// where the client can act on it, and scrubbed.
 pub fn provider_error(
     provider: &str,
     status: u16,
@@ -258,10 +320,14 @@ pub fn provider_error(
             .or_else(|| v.get("message"))
             .or_else(|| v.get("detail"))
             .and_then(Value::as_str)
-            .map(str::to_string)
     });
-    let msg = msg.unwrap_or_else(|| format!("The {provider} backend answered HTTP {status}."));
-    let mut err = GatewayError::from_status(status, format!("{provider}: {msg}"));
+    let kind = v.as_ref().and_then(|v| {
+        ["/error/type", "/error/status", "/error/code", "/type"]
+            .iter()
+            .find_map(|p| v.pointer(p).and_then(Value::as_str))
+            .filter(|k| *k != "error")
+    });
+    let mut err = crate::error::from_provider(provider, status, kind, msg);
     let header = retry_after.and_then(|s| s.trim().parse::<f64>().ok());
     // Gemini says when to retry in the body (google.rpc.RetryInfo).
     let body_delay = v.as_ref().and_then(|v| {
@@ -347,7 +413,7 @@ mod tests {
             None,
         );
         assert_eq!(e.status, 503);
-        assert!(e.message.contains("Overloaded"));
+        assert!(e.message.contains("overloaded_error"), "{}", e.message);
         let e = provider_error("gemini", 429, br#"{"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED","details":[{"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"31s"}]}}"#, None);
         assert_eq!((e.status, e.retry_after), (429, Some(31)));
         let e = provider_error("openai", 429, b"not json", Some("2.5"));

@@ -130,13 +130,7 @@ fn encode_index(entries: &[IndexEntry]) -> Vec<u8> {
     out
 }
 
-fn index_key(shard: u32) -> String {
-    format!("sluice:cache:index:{shard}")
-}
-
-fn slot_key(shard: u32, slot: u32) -> String {
-    format!("sluice:cache:slot:{shard}:{slot}")
-}
+use crate::contract::key::{cache_index as index_key, cache_slot as slot_key};
 
 fn short(hash: &[u8; 32]) -> [u8; 16] {
     let mut s = [0u8; 16];

@@ -48,7 +48,10 @@ impl GatewayError {
         Self::new(
             404,
             "invalid_request_error",
-            format!("The model `{model}` does not exist or is not served by this gateway."),
+            format!(
+                "The model `{}` does not exist or is not served by this gateway.",
+                crate::contract::escape_for_header(model)
+            ),
         )
         .with_param("model")
         .with_code("model_not_found")
@@ -58,7 +61,12 @@ impl GatewayError {
         Self::new(
             404,
             "invalid_request_error",
-            format!("Invalid URL ({method} {path}): this gateway serves POST /v1/chat/completions and GET /v1/models."),
+            format!(
+                "Invalid URL ({} {}): this gateway serves {}.",
+                crate::contract::escape_for_header(method),
+                crate::contract::escape_for_header(path),
+                crate::contract::ROUTES_TEXT
+            ),
         )
         .with_code("unknown_url")
     }
@@ -113,12 +121,7 @@ impl GatewayError {
             429 => Self::new(429, "requests", message).with_code("rate_limit_exceeded"),
             // The provider refused the gateway's own credential: the client cannot fix that,
             // so it is a gateway failure, not an authentication error of the client.
-            401 | 403 => Self::new(
-                502,
-                "server_error",
-                format!("The provider rejected the gateway's credentials: {message}"),
-            )
-            .with_code("upstream_auth_error"),
+            401 | 403 => Self::new(502, "server_error", message).with_code("upstream_auth_error"),
             408 | 504 => Self::new(504, "server_error", message).with_code("upstream_timeout"),
             // Anthropic's "overloaded" (529) and every 503 mean: try again later.
             503 | 529 => Self::new(503, "server_error", message).with_code("upstream_overloaded"),
@@ -126,6 +129,112 @@ impl GatewayError {
             _ => Self::new(502, "server_error", message).with_code("upstream_error"),
         }
     }
+}
+
+/// Statuses whose provider message tells the client what to fix in its request; it is passed
+/// on, scrubbed. Every other status gets the gateway's own words (an authentication failure or
+/// a server error is where a provider quotes the credential it received).
+const CLIENT_FIXABLE: &[u16] = &[400, 404, 409, 413, 422, 429];
+
+/// Longest provider message passed on.
+const MAX_PROVIDER_MESSAGE: usize = 512;
+
+/// A provider's error mapped into the gateway's envelope: the status and type OpenAI would use,
+/// the provider's error type/code when it is an identifier, and the provider's message only
+/// where the client can act on it, with credential-shaped strings removed ([`scrub_secrets`]).
+pub fn from_provider(
+    provider: &str,
+    status: u16,
+    kind: Option<&str>,
+    message: Option<&str>,
+) -> GatewayError {
+    let kind = kind.filter(|k| {
+        !k.is_empty()
+            && k.len() <= 64
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
+    });
+    let text = match message.filter(|_| CLIENT_FIXABLE.contains(&status)) {
+        Some(m) if !m.trim().is_empty() => format!("{provider}: {}", scrub_secrets(m)),
+        _ => {
+            let what = match status {
+                401 | 403 => "rejected the gateway's credentials",
+                _ => "answered with an error",
+            };
+            match kind {
+                Some(k) => format!("The {provider} backend {what} (HTTP {status}, {k})."),
+                None => format!("The {provider} backend {what} (HTTP {status})."),
+            }
+        }
+    };
+    let mut err = GatewayError::from_status(status, text);
+    if err.code.is_none() {
+        err.code = kind.map(str::to_string);
+    }
+    err
+}
+
+/// Replaces what looks like a credential with `[redacted]`: a word of 8+ characters with a
+/// digit or mixed case after `Bearer`, `key`, `token`, `secret` or `password`; words with a known key prefix (`sk-`, `AIza`, `AKIA`,
+/// `ASIA`, `ya29.`, `ghp_`, `xox`); and long random-looking words (24+ characters mixing upper
+/// case, lower case and digits, or 32+ hex digits). The text is also cut to 512 bytes and
+/// stripped of control characters.
+pub fn scrub_secrets(text: &str) -> String {
+    const PREFIXES: &[&str] = &["sk-", "sk_", "AIza", "AKIA", "ASIA", "ya29.", "ghp_", "xox"];
+    const CUES: &[&str] = &[
+        "bearer", "key", "api-key", "api_key", "apikey", "token", "secret", "password",
+    ];
+    let is_word = |c: char| c.is_ascii_alphanumeric() || "-_.+/~*".contains(c);
+    let mut out = String::with_capacity(text.len().min(MAX_PROVIDER_MESSAGE));
+    let mut after_cue = false;
+    let mut rest = text;
+    while !rest.is_empty() && out.len() < MAX_PROVIDER_MESSAGE {
+        let end = rest.find(|c: char| !is_word(c)).unwrap_or(rest.len());
+        let (word, tail) = rest.split_at(end);
+        if word.is_empty() {
+            let mut chars = tail.chars();
+            if let Some(c) = chars.next() {
+                out.push(if c.is_control() { ' ' } else { c });
+            }
+            rest = chars.as_str();
+            continue;
+        }
+        let bare = word.trim_end_matches('.');
+        let lower = bare.to_ascii_lowercase();
+        let hex = bare.len() >= 32 && bare.bytes().all(|b| b.is_ascii_hexdigit());
+        let mixed = bare.len() >= 24
+            && bare.bytes().any(|b| b.is_ascii_uppercase())
+            && bare.bytes().any(|b| b.is_ascii_lowercase())
+            && bare.bytes().any(|b| b.is_ascii_digit());
+        let random = bare.bytes().any(|b| b.is_ascii_digit())
+            || (bare.bytes().any(|b| b.is_ascii_uppercase())
+                && bare.bytes().any(|b| b.is_ascii_lowercase()));
+        let secret = (after_cue && bare.len() >= 8 && random)
+            || PREFIXES
+                .iter()
+                .any(|p| bare.starts_with(p) && bare.len() > p.len() + 3)
+            || hex
+            || mixed;
+        if secret {
+            out.push_str("[redacted]");
+        } else {
+            out.push_str(word);
+        }
+        // "key: X", "key=X", "Bearer X", "token 'X'": the next word is the value.
+        after_cue = CUES
+            .iter()
+            .any(|c| lower == *c || lower.ends_with(&format!("_{c}")));
+        rest = tail;
+    }
+    if out.len() >= MAX_PROVIDER_MESSAGE {
+        let mut cut = MAX_PROVIDER_MESSAGE;
+        while !out.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        out.truncate(cut);
+        out.push_str("...");
+    }
+    out
 }
 
 impl std::fmt::Display for GatewayError {
@@ -159,6 +268,62 @@ mod tests {
         assert_eq!(GatewayError::from_status(500, "x").status, 502);
         assert_eq!(GatewayError::from_status(504, "x").status, 504);
         assert_eq!(GatewayError::from_status(409, "x").status, 409);
+    }
+
+    #[test]
+    fn provider_text_is_passed_on_only_scrubbed_and_where_it_helps() {
+        let keys = [
+            "sk-proj-AbCdEf0123456789xyzXYZ",
+            "sk-ant-api03-Zx9_abcDEF123456789-qwerty",
+            "AIzaSyA1b2C3d4E5f6G7h8I9j0KlMnOpQrStUv",
+            "AKIAIOSFODNN7EXAMPLE",
+            "0123456789abcdef0123456789abcdef",
+            "ya29.a0AfH6SMBxyz",
+            "Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MEFCQ0RF",
+        ];
+        for k in keys {
+            for text in [
+                format!("Incorrect API key provided: {k}."),
+                format!("invalid x-api-key {k}"),
+                format!("Authorization: Bearer {k}"),
+                format!("key={k}&alt=sse"),
+                format!("{{\"key\": \"{k}\"}}"),
+            ] {
+                let s = scrub_secrets(&text);
+                assert!(!s.contains(k), "{text} -> {s}");
+                for status in [400, 401, 403, 404, 429, 500, 503] {
+                    let e = from_provider("openai", status, Some("invalid_api_key"), Some(&text));
+                    assert!(!e.message.contains(k), "{status}: {}", e.message);
+                    assert!(!String::from_utf8_lossy(&e.body()).contains(k));
+                }
+            }
+        }
+        // What the client can fix stays readable.
+        let s =
+            scrub_secrets("max_tokens: 100000 > 8192, the maximum for claude-3-5-sonnet-20241022");
+        assert!(
+            s.contains("claude-3-5-sonnet-20241022") && s.contains("8192"),
+            "{s}"
+        );
+        let e = from_provider(
+            "anthropic",
+            400,
+            Some("invalid_request_error"),
+            Some("bad max_tokens"),
+        );
+        assert_eq!(
+            (e.status, e.message.as_str()),
+            (400, "anthropic: bad max_tokens")
+        );
+        // Auth and server errors: only the gateway's words and the provider's type.
+        let e = from_provider("gemini", 403, Some("PERMISSION_DENIED"), Some("anything"));
+        assert_eq!(e.status, 502);
+        assert!(!e.message.contains("anything") && e.message.contains("PERMISSION_DENIED"));
+        let e = from_provider("x", 500, Some("bad type\r\n"), Some("boom"));
+        assert_eq!(e.code.as_deref(), Some("upstream_error"));
+        assert!(!e.message.contains('\n'));
+        assert!(scrub_secrets(&"a ".repeat(10_000)).len() <= 515);
+        assert!(!scrub_secrets("line\r\nInjected: 1").contains('\n'));
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! Pure logic shared by the Sluice filters. Nothing here depends on proxy-wasm, so all of it is
 //! unit-tested on the host and on `wasm32-wasip1`.
 //!
+//! - [`contract`]: the route table, every shared header, property and key name, shared
+//!   defaults, and the edge checks for values copied into paths, headers and logs.
 //! - [`error`]: the OpenAI error envelope and the statuses Sluice answers with.
+//! - [`json`]: JSON parsing that refuses duplicate keys (what is checked is what is sent).
 //! - [`sse`]: incremental server-sent-events framing on bytes.
 //! - [`openai`]: the OpenAI chat-completions request model, validation, response builders.
 //! - [`backend`]: what a backend is (from host metadata) and how a request is planned for it.
@@ -12,7 +15,9 @@
 pub mod auth;
 pub mod backend;
 pub mod cache;
+pub mod contract;
 pub mod error;
+pub mod json;
 pub mod metadata;
 pub mod models;
 pub mod openai;

@@ -362,9 +362,9 @@ pub fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
             e.valid_up_to()
         ))
     })?;
-    let v: Value = serde_json::from_str(text).map_err(|e| {
+    let v = crate::json::parse_unique(text).map_err(|e| {
         GatewayError::invalid_request(format!(
-            "We could not parse the JSON body of your request ({e}). The body must be a JSON object."
+            "We could not parse the JSON body of your request ({e}). The body must be a JSON object without duplicate keys."
         ))
     })?;
     if !v.is_object() {
@@ -374,6 +374,35 @@ pub fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
         )));
     }
     Ok(v)
+}
+
+/// OpenAI's `finish_reason` values; typed clients refuse any other.
+pub const FINISH_REASONS: &[&str] = &[
+    "stop",
+    "length",
+    "tool_calls",
+    "content_filter",
+    "function_call",
+];
+
+/// The OpenAI `finish_reason` for what an OpenAI-compatible server wrote (vLLM, TGI, llama.cpp
+/// and others send `eos`, `max_tokens`, `end_turn`...): known values stay, length-like ones
+/// become `length`, tool-like ones `tool_calls`, filter-like ones `content_filter`, and
+/// anything else `stop` (the model stopped, for a reason the API has no word for).
+pub fn normal_finish_reason(raw: &str) -> &'static str {
+    if let Some(known) = FINISH_REASONS.iter().find(|r| **r == raw) {
+        return known;
+    }
+    let r = raw.to_ascii_lowercase();
+    if r.contains("length") || r.contains("max") || r.contains("token_limit") {
+        "length"
+    } else if r.contains("tool") || r.contains("function") {
+        "tool_calls"
+    } else if r.contains("filter") || r.contains("safety") || r.contains("blocked") {
+        "content_filter"
+    } else {
+        "stop"
+    }
 }
 
 /// Reads a parsed body into the typed request and checks what the types cannot.
@@ -391,7 +420,7 @@ pub fn validate(v: &Value) -> Result<ChatRequest, GatewayError> {
                 "'model' must not be empty",
             ))
         }
-        Some(Value::String(_)) => {}
+        Some(Value::String(s)) => crate::contract::check_model(s)?,
         Some(other) => {
             return Err(GatewayError::invalid_param(
                 "model",

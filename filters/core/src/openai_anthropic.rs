@@ -322,22 +322,37 @@ fn finish_reason(stop_reason: Option<&str>, json_mode: bool) -> &'static str {
     }
 }
 
-fn read_usage(u: &Value, usage: &mut Usage) {
-    let get = |k: &str| u.get(k).and_then(Value::as_u64);
-    // In a stream, message_delta repeats only what changed: keep what is known.
-    let input = get("input_tokens");
-    let read = get("cache_read_input_tokens");
-    let created = get("cache_creation_input_tokens");
-    if input.is_some() || read.is_some() || created.is_some() {
-        let read = read.or(usage.cached_tokens).unwrap_or(0);
-        usage.prompt_tokens = input
-            .unwrap_or(0)
-            .saturating_add(read)
-            .saturating_add(created.unwrap_or(0));
-        usage.cached_tokens = Some(read);
+/// Anthropic's usage as it arrives: `message_start` has all of it, `message_delta` repeats only
+/// what changed, so each field keeps its last known value.
+#[derive(Debug, Clone, Copy, Default)]
+struct AnthropicUsage {
+    input: u64,
+    cache_read: u64,
+    cache_write: u64,
+    output: u64,
+}
+
+impl AnthropicUsage {
+    fn merge(&mut self, u: &Value) {
+        let get = |k: &str| u.get(k).and_then(Value::as_u64);
+        self.input = get("input_tokens").unwrap_or(self.input);
+        self.cache_read = get("cache_read_input_tokens").unwrap_or(self.cache_read);
+        self.cache_write = get("cache_creation_input_tokens").unwrap_or(self.cache_write);
+        self.output = get("output_tokens").unwrap_or(self.output);
     }
-    if let Some(o) = get("output_tokens") {
-        usage.completion_tokens = o;
+
+    /// OpenAI's usage: prompt tokens are input + cache write + cache read, of which the reads
+    /// are `cached_tokens`.
+    fn openai(&self) -> Usage {
+        Usage {
+            prompt_tokens: self
+                .input
+                .saturating_add(self.cache_read)
+                .saturating_add(self.cache_write),
+            completion_tokens: self.output,
+            cached_tokens: Some(self.cache_read),
+            ..Default::default()
+        }
     }
 }
 
@@ -377,9 +392,9 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
             _ => {}
         }
     }
-    let mut usage = Usage::default();
+    let mut usage = AnthropicUsage::default();
     if let Some(u) = v.get("usage") {
-        read_usage(u, &mut usage);
+        usage.merge(u);
     }
     let stop = v.get("stop_reason").and_then(Value::as_str);
     let choice = Choice {
@@ -405,7 +420,7 @@ pub fn response(body: &[u8], plan: &ResponsePlan, created: u64) -> Result<Vec<u8
         model,
         created,
         choices: vec![choice],
-        usage: Some(usage),
+        usage: Some(usage.openai()),
     };
     c.to_bytes()
 }
@@ -446,7 +461,10 @@ pub struct Events {
     started: bool,
     blocks: Vec<(u64, Block)>,
     next_call: u32,
-    usage: Usage,
+    /// Tool calls that received argument text; one that ends without any gets `{}`, so that
+    /// `arguments` always parses as JSON.
+    calls_with_args: Vec<u32>,
+    usage: AnthropicUsage,
     stop_reason: Option<String>,
 }
 
@@ -462,7 +480,8 @@ impl Events {
             started: false,
             blocks: Vec::new(),
             next_call: 0,
-            usage: Usage::default(),
+            calls_with_args: Vec::new(),
+            usage: AnthropicUsage::default(),
             stop_reason: None,
         }
     }
@@ -510,7 +529,7 @@ impl EventTranslator for Events {
                     self.w.model = model.to_string();
                 }
                 if let Some(u) = m.get("usage") {
-                    read_usage(u, &mut self.usage);
+                    self.usage.merge(u);
                 }
                 self.started = true;
                 // The role goes out at once: the client's first byte does not wait for text.
@@ -559,6 +578,9 @@ impl EventTranslator for Events {
                     (Some("input_json_delta"), Block::Tool(call))
                         if !s("partial_json").is_empty() =>
                     {
+                        if !self.calls_with_args.contains(&call) {
+                            self.calls_with_args.push(call);
+                        }
                         self.w.tool_call(out, 0, call, None, s("partial_json"))
                     }
                     (Some("input_json_delta"), Block::Json) if !s("partial_json").is_empty() => {
@@ -569,7 +591,7 @@ impl EventTranslator for Events {
             }
             "message_delta" => {
                 if let Some(u) = v.get("usage") {
-                    read_usage(u, &mut self.usage);
+                    self.usage.merge(u);
                 }
                 if let Some(r) = v.pointer("/delta/stop_reason").and_then(Value::as_str) {
                     self.stop_reason = Some(r.to_string());
@@ -581,23 +603,30 @@ impl EventTranslator for Events {
                 if self.stop_reason.is_none() {
                     self.w.finish_reason(out, 0, "stop");
                 }
-                let usage = self.usage;
+                let usage = self.usage.openai();
                 self.w.usage(out, &usage);
                 self.w.done(out);
             }
             "error" => {
                 let e = v.get("error").unwrap_or(&Value::Null);
                 let kind = e.get("type").and_then(Value::as_str).unwrap_or("api_error");
-                let msg = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("stream error");
-                return Err(GatewayError::from_status(
+                let msg = e.get("message").and_then(Value::as_str);
+                return Err(crate::error::from_provider(
+                    PROVIDER,
                     error_status(kind),
-                    format!("{PROVIDER}: {msg}"),
+                    Some(kind),
+                    msg,
                 ));
             }
-            _ => {} // ping, content_block_stop, and event types added later
+            "content_block_stop" => {
+                if let Block::Tool(call) = self.block(index) {
+                    if !self.calls_with_args.contains(&call) {
+                        self.calls_with_args.push(call);
+                        self.w.tool_call(out, 0, call, None, "{}");
+                    }
+                }
+            }
+            _ => {} // ping, and event types added later
         }
         Ok(())
     }
@@ -922,6 +951,26 @@ mod tests {
     }
 
     #[test]
+    fn empty_tool_input_is_an_empty_object_and_usage_keeps_message_start() {
+        let evs = [
+            json!({"type":"message_start","message":{"id":"m","model":"c","usage":{"input_tokens":10,"cache_creation_input_tokens":5,"cache_read_input_tokens":2,"output_tokens":1}}}),
+            json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"now","input":{}}}),
+            json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":""}}),
+            json!({"type":"content_block_stop","index":0}),
+            json!({"type":"message_delta","delta":{"stop_reason":"tool_use"},"usage":{"input_tokens":11,"output_tokens":7}}),
+            json!({"type":"message_stop"}),
+        ];
+        let s: String = evs.iter().map(|d| format!("data: {d}\n\n")).collect();
+        let a = assemble(&run_split(&mut stream(&plan(None), 1), s.as_bytes(), &[]));
+        assert_eq!(a.tool_calls, vec![("t".into(), "now".into(), "{}".into())]);
+        let u = a.usage.unwrap();
+        // 11 input (message_delta) + 5 cache write + 2 cache read (message_start).
+        assert_eq!(u["prompt_tokens"], 18);
+        assert_eq!(u["completion_tokens"], 7);
+        assert_eq!(u["prompt_tokens_details"]["cached_tokens"], 2);
+    }
+
+    #[test]
     fn stream_cut_or_error_ends_with_error_event() {
         let s = anthropic_stream();
         let cut = s.find("event: message_delta").unwrap();
@@ -938,7 +987,7 @@ mod tests {
         let a = assemble(&run_split(&mut stream(&plan(None), 1), s2.as_bytes(), &[]));
         let e = a.error.unwrap();
         assert_eq!(e["code"], "upstream_overloaded");
-        assert!(e["message"].as_str().unwrap().contains("Overloaded"));
+        assert!(e["message"].as_str().unwrap().contains("overloaded_error"));
         assert!(!a.done);
 
         let a = assemble(&run_split(

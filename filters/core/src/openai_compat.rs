@@ -3,6 +3,7 @@
 //! checked: a body that is not JSON, or a stream that ends without `[DONE]`, becomes an error.
 
 use crate::error::GatewayError;
+use crate::openai;
 use crate::sse::{self, SseParser};
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 use serde_json::Value;
@@ -35,9 +36,82 @@ pub fn request(
         .map_err(|e| GatewayError::invalid_request(e.to_string()))
 }
 
+/// What the pass-through checks in an answer or a chunk, read without building the document.
+#[derive(serde::Deserialize)]
+struct Check {
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(default)]
+    choices: Option<Vec<ChoiceCheck>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ChoiceCheck {
+    #[serde(default)]
+    finish_reason: Option<String>,
+}
+
+impl Check {
+    /// Whether some `finish_reason` is not one of OpenAI's values.
+    fn odd_finish(&self) -> bool {
+        self.choices.iter().flatten().any(|c| {
+            c.finish_reason
+                .as_deref()
+                .is_some_and(|r| !openai::FINISH_REASONS.contains(&r))
+        })
+    }
+}
+
+/// An `{"error": ...}` object from an OpenAI-compatible server, in a 2xx answer or a stream.
+fn error_in_answer(e: &Value) -> GatewayError {
+    let status = e
+        .get("code")
+        .and_then(Value::as_u64)
+        .and_then(|c| u16::try_from(c).ok())
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(502);
+    let message = e
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| e.as_str());
+    let kind = e.get("type").and_then(Value::as_str);
+    crate::error::from_provider(PROVIDER, status, kind, message)
+}
+
+const PROVIDER: &str = "openai";
+
+/// `finish_reason`s rewritten to OpenAI's values (rare: only when a server used another word).
+fn normalise_finish(text: &[u8]) -> Option<Vec<u8>> {
+    let mut v: Value = serde_json::from_slice(text).ok()?;
+    for c in v
+        .get_mut("choices")
+        .and_then(Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(Value::String(r)) = c.get_mut("finish_reason") {
+            *r = openai::normal_finish_reason(r).to_string();
+        }
+    }
+    serde_json::to_vec(&v).ok()
+}
+
+/// Checks a complete answer: a JSON object with no `error` in place of `choices` (some servers
+/// answer errors with HTTP 200), and OpenAI's `finish_reason` values.
 pub fn response(body: &[u8]) -> Result<Vec<u8>, GatewayError> {
-    match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        Ok(_) if body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') => Ok(body.to_vec()),
+    let object = body.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{');
+    match serde_json::from_slice::<Check>(body) {
+        Ok(c) if object => {
+            if let (Some(e), None) = (&c.error, &c.choices) {
+                return Err(error_in_answer(e));
+            }
+            if c.odd_finish() {
+                if let Some(b) = normalise_finish(body) {
+                    return Ok(b);
+                }
+            }
+            Ok(body.to_vec())
+        }
         _ => Err(GatewayError::bad_upstream(
             "The OpenAI-compatible backend answered with a body that is not a JSON object.",
         )),
@@ -68,15 +142,29 @@ impl Stream {
             }
             if ev.data == "[DONE]" {
                 self.done = true;
-            } else if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&ev.data) {
-                // Checked without building a tree: a scan, no allocation.
-                self.failed = true;
-                sse::write_data(out, &broken_event("openai", e).body());
-                return;
-            } else if ev.data.starts_with("{\"error\"") {
-                self.failed = true;
+                sse::write_data(out, ev.data.as_bytes());
+                continue;
             }
-            sse::write_data(out, ev.data.as_bytes());
+            // Checked without building a tree: a scan and the finish reasons.
+            match serde_json::from_str::<Check>(&ev.data) {
+                Err(e) => {
+                    self.failed = true;
+                    sse::write_data(out, &broken_event(PROVIDER, e).body());
+                    return;
+                }
+                Ok(c) if c.error.is_some() && c.choices.is_none() => {
+                    // The server's error, in the gateway's words; the stream ends here.
+                    self.failed = true;
+                    let e = c.error.as_ref().map(error_in_answer);
+                    sse::write_data(out, &e.unwrap_or_else(|| cut_short(PROVIDER)).body());
+                    return;
+                }
+                Ok(c) if c.odd_finish() => match normalise_finish(ev.data.as_bytes()) {
+                    Some(b) => sse::write_data(out, &b),
+                    None => sse::write_data(out, ev.data.as_bytes()),
+                },
+                Ok(_) => sse::write_data(out, ev.data.as_bytes()),
+            }
         }
     }
 }
@@ -97,7 +185,7 @@ impl StreamTranslator for Stream {
             Ok(events) => self.write(events, &mut out),
             Err(e) => {
                 self.failed = true;
-                sse::write_data(&mut out, &broken_event("openai", e).body());
+                sse::write_data(&mut out, &broken_event(PROVIDER, e).body());
             }
         }
         out
@@ -122,11 +210,11 @@ impl StreamTranslator for Stream {
             }
             Err(e) => {
                 self.failed = true;
-                sse::write_data(&mut out, &broken_event("openai", e).body());
+                sse::write_data(&mut out, &broken_event(PROVIDER, e).body());
             }
         }
         if !self.done && !self.failed {
-            sse::write_data(&mut out, &cut_short("openai").body());
+            sse::write_data(&mut out, &cut_short(PROVIDER).body());
         }
         out
     }
@@ -167,6 +255,45 @@ mod tests {
         let a = assemble(&run_split(&mut Stream::new(), input.as_bytes(), &[]));
         assert_eq!(a.error.unwrap()["code"], "bad_upstream_response");
         assert!(!a.done);
+    }
+
+    #[test]
+    fn errors_in_a_200_and_in_a_stream_are_mapped_and_scrubbed() {
+        let key = "sk-live-AbCdEf0123456789xyzXYZ";
+        let body = format!(r#"{{"error":{{"message":"bad key {key}","type":"auth","code":401}}}}"#);
+        let e = response(body.as_bytes()).unwrap_err();
+        assert_eq!(e.status, 502);
+        assert!(!e.message.contains(key));
+        let e = response(br#"{"object":"error","error":"overloaded"}"#).unwrap_err();
+        assert_eq!(e.status, 502);
+        let stream = format!("data: {{\"object\":\"chat.completion.chunk\",\"choices\":[{{\"index\":0,\"delta\":{{\"role\":\"assistant\",\"content\":\"a\"}}}}]}}\n\ndata: {{\"error\":{{\"message\":\"{key}\",\"code\":429}}}}\n\ndata: [DONE]\n\n");
+        let a = assemble(&run_split(&mut Stream::new(), stream.as_bytes(), &[]));
+        let err = a.error.unwrap();
+        assert_eq!(err["code"], "rate_limit_exceeded");
+        assert!(!err.to_string().contains(key));
+        assert!(!a.done);
+    }
+
+    #[test]
+    fn finish_reasons_are_openais() {
+        let out = response(br#"{"choices":[{"index":0,"message":{"role":"assistant","content":"x"},"finish_reason":"eos"}]}"#).unwrap();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        let same = br#"{"choices":[{"finish_reason":"length"}]}"#;
+        assert_eq!(response(same).unwrap(), same.to_vec());
+        let stream = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"max_tokens\"}]}\n\ndata: [DONE]\n\n";
+        let ev = run_split(&mut Stream::new(), stream.as_bytes(), &[]);
+        assert_eq!(ev[0]["choices"][0]["finish_reason"], "length");
+        for (raw, want) in [
+            ("eos", "stop"),
+            ("end_turn", "stop"),
+            ("max_length", "length"),
+            ("tool_use", "tool_calls"),
+            ("SAFETY", "content_filter"),
+            ("tool_calls", "tool_calls"),
+        ] {
+            assert_eq!(openai::normal_finish_reason(raw), want);
+        }
     }
 
     #[test]

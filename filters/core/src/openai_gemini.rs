@@ -65,6 +65,9 @@ fn parts_of(content: &Content, param: &str) -> Result<Vec<Value>, GatewayError> 
     }
 }
 
+/// The `thoughtSignature` Gemini accepts for a function call it did not sign itself.
+const SKIP_SIGNATURE: &str = "skip_thought_signature_validator";
+
 /// Splits a tool-call id made by [`make_call_id`] into Gemini's id and thought signature.
 fn split_call_id(id: &str) -> (&str, Option<&str>) {
     match id.split_once(SIGNATURE_SEP) {
@@ -115,6 +118,13 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                         push(&mut contents, "model", p);
                     }
                 }
+                // Gemini 3 wants the first function call of a model turn signed. A turn that
+                // Gemini did not write (another provider's, or a failover mid-conversation) has
+                // no signature: it gets the value Gemini documents for skipping the check.
+                let unsigned_turn = !tool_calls
+                    .iter()
+                    .flatten()
+                    .any(|c| split_call_id(&c.id).1.is_some());
                 for (j, call) in tool_calls.iter().flatten().enumerate() {
                     let param = format!("messages[{i}].tool_calls[{j}].function.arguments");
                     let args = match serde_json::from_str::<Value>(&call.function.arguments) {
@@ -135,6 +145,7 @@ pub fn request(req: &ChatRequest) -> Result<Value, GatewayError> {
                         }
                     };
                     let (id, sig) = split_call_id(&call.id);
+                    let sig = sig.or((unsigned_turn && j == 0).then_some(SKIP_SIGNATURE));
                     let mut part = json!({"functionCall": {"id": id, "name": call.function.name, "args": args}});
                     if let (Some(sig), Some(o)) = (sig, part.as_object_mut()) {
                         o.insert("thoughtSignature".into(), json!(sig));
@@ -508,14 +519,9 @@ impl EventTranslator for Events {
                 .and_then(Value::as_u64)
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
-            let msg = e
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("stream error");
-            return Err(GatewayError::from_status(
-                status,
-                format!("{PROVIDER}: {msg}"),
-            ));
+            let msg = e.get("message").and_then(Value::as_str);
+            let kind = e.get("status").and_then(Value::as_str);
+            return Err(crate::error::from_provider(PROVIDER, status, kind, msg));
         }
         if !v.is_object() {
             return Err(broken_event(PROVIDER, "an event that is not a JSON object"));
@@ -598,6 +604,28 @@ mod tests {
             client_model: "mock-gemini".into(),
             upstream_model: "gemini-x".into(),
         }
+    }
+
+    #[test]
+    fn unsigned_function_calls_get_the_documented_skip_signature() {
+        let v = req(json!({"model":"g","messages":[
+            {"role":"user","content":"hi"},
+            {"role":"assistant","content":null,"tool_calls":[
+                {"id":"toolu_1","type":"function","function":{"name":"a","arguments":"{}"}},
+                {"id":"toolu_2","type":"function","function":{"name":"b","arguments":""}}]},
+            {"role":"tool","tool_call_id":"toolu_1","content":"1"},
+            {"role":"tool","tool_call_id":"toolu_2","content":"2"},
+            {"role":"assistant","content":null,"tool_calls":[
+                {"id":"call_9__sig__REAL","type":"function","function":{"name":"a","arguments":"{}"}}]},
+            {"role":"tool","tool_call_id":"call_9__sig__REAL","content":"3"}
+        ]}))
+        .unwrap();
+        let c = v["contents"].as_array().unwrap();
+        // Only the first call of an unsigned turn carries it (parallel calls share it).
+        assert_eq!(c[1]["parts"][0]["thoughtSignature"], SKIP_SIGNATURE);
+        assert!(c[1]["parts"][1].get("thoughtSignature").is_none());
+        // A real signature is never replaced.
+        assert_eq!(c[3]["parts"][0]["thoughtSignature"], "REAL");
     }
 
     #[test]

@@ -734,44 +734,36 @@ impl<'a> Redactor<'a> {
         changed.then_some(out)
     }
 
+    /// Every string the provider will see, but those under a structural key.
     fn visit(&mut self, v: &mut Value, collect: bool) {
-        let apply = |s: &mut String, me: &mut Self| {
-            if collect {
-                me.note_taken(s);
-            } else if let Some(r) = me.redact_text(s) {
-                *s = r;
-                me.out.changed = true;
-            }
-        };
-        let Some(messages) = v.get_mut("messages").and_then(Value::as_array_mut) else {
-            return;
-        };
-        for m in messages {
-            let Some(m) = m.as_object_mut() else { continue };
-            if let Some(Value::String(s)) = m.get_mut("name") {
-                apply(s, self);
-            }
-            match m.get_mut("content") {
-                Some(Value::String(s)) => apply(s, self),
-                Some(Value::Array(parts)) => {
-                    for p in parts {
-                        if let Some(Value::String(s)) = p.get_mut("text") {
-                            apply(s, self);
-                        }
-                    }
+        self.walk(v, None, collect);
+    }
+
+    fn walk(&mut self, v: &mut Value, key: Option<&str>, collect: bool) {
+        match v {
+            Value::String(s) => {
+                if key.is_some_and(|k| STRUCTURAL.contains(&k)) {
+                    return;
                 }
-                _ => {}
-            }
-            for call in m
-                .get_mut("tool_calls")
-                .and_then(Value::as_array_mut)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(Value::String(s)) = call.pointer_mut("/function/arguments") {
-                    apply(s, self);
+                if collect {
+                    self.note_taken(s);
+                } else if let Some(r) = self.redact_text(s) {
+                    *s = r;
+                    self.out.changed = true;
                 }
             }
+            // The elements of a list share its key (`stop`, `modalities`...).
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, key, collect);
+                }
+            }
+            Value::Object(map) => {
+                for (k, item) in map.iter_mut() {
+                    self.walk(item, Some(k.as_str()), collect);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -790,6 +782,34 @@ impl<'a> Redactor<'a> {
         Ok(self.out)
     }
 }
+
+/// Keys whose string values are structure, not text, and are never scanned: names of things
+/// the API defines (`model`, `role`, `type`, `object`, `tool_choice`, `reasoning_effort`...),
+/// ids that must match across messages (`id`, `tool_call_id`), and media the provider decodes
+/// (`url` of an image, base64 `data` / `file_data`), which a digit run could otherwise corrupt.
+/// Every other string a request carries is scanned: message texts and names, tool-call
+/// arguments, `user`, `metadata`, `stop`, tool descriptions and parameter schemas,
+/// `response_format` schemas, predictions.
+pub const STRUCTURAL: &[&str] = &[
+    "model",
+    "role",
+    "type",
+    "object",
+    "id",
+    "tool_call_id",
+    "tool_choice",
+    "url",
+    "detail",
+    "data",
+    "file_data",
+    "file_id",
+    "format",
+    "reasoning_effort",
+    "service_tier",
+    "modalities",
+    "voice",
+    "encoding_format",
+];
 
 /// Puts tokenized values back. Placeholders are `[TYPE_N]` created for this request only: a
 /// mangled or foreign one is left as it is.
@@ -1154,6 +1174,44 @@ mod tests {
         assert!(Scanner::from_json(br#"{"default_action":"hash"}"#)
             .unwrap_err()
             .contains("hash_secret"));
+    }
+
+    #[test]
+    fn every_string_the_provider_sees_is_scanned_but_structure() {
+        let s = scanner(json!({}));
+        let png = "data:image/png;base64,QUJDRA4111111111111111==";
+        let mut body = json!({
+            "model": "m", "user": "jane@corp.com",
+            "metadata": {"owner": "jane@corp.com"},
+            "stop": ["jane@corp.com", "END"],
+            "messages": [
+                {"role": "user", "name": "jane@corp.com", "content": [
+                    {"type": "text", "text": "hi"},
+                    {"type": "image_url", "image_url": {"url": png, "detail": "low"}}]},
+                {"role": "assistant", "tool_calls": [{"id": "call_jane@corp.com", "type": "function",
+                    "function": {"name": "send", "arguments": "{\"to\":\"jane@corp.com\"}"}}]},
+                {"role": "tool", "tool_call_id": "call_jane@corp.com", "content": "ok"}],
+            "tools": [{"type": "function", "function": {"name": "send",
+                "description": "Mails jane@corp.com",
+                "parameters": {"type": "object", "properties": {"to": {"type": "string",
+                    "description": "e.g. jane@corp.com", "enum": ["jane@corp.com"]}}}}}],
+            "response_format": {"type": "json_schema", "json_schema": {"name": "r",
+                "schema": {"type": "object", "description": "for jane@corp.com"}}}
+        });
+        Redactor::new(&s).redact_request(&mut body).unwrap();
+        let mut left = body.clone();
+        // What must stay: ids (they pair calls with results) and media.
+        assert_eq!(
+            body["messages"][1]["tool_calls"][0]["id"],
+            "call_jane@corp.com"
+        );
+        assert_eq!(body["messages"][2]["tool_call_id"], "call_jane@corp.com");
+        assert_eq!(body["messages"][0]["content"][1]["image_url"]["url"], png);
+        left["messages"][1]["tool_calls"][0]["id"] = json!("x");
+        left["messages"][2]["tool_call_id"] = json!("x");
+        assert!(!left.to_string().contains("jane@corp.com"), "{left}");
+        assert_eq!(body["user"], "[EMAIL_1]");
+        assert_eq!(body["stop"][1], "END");
     }
 
     #[test]

@@ -534,7 +534,7 @@ pub mod tests {
 
     fn scope(name: &str, limits: Limits) -> Scope {
         Scope {
-            key: format!("sluice:auth:{name}"),
+            key: format!("test:{name}"),
             name: name.to_string(),
             limits,
         }
@@ -627,7 +627,7 @@ pub mod tests {
             &now,
         );
         admit_all(&store, &s, ask, &now).unwrap();
-        let rec = Record::decode(&store.get("sluice:auth:team:t").0.unwrap());
+        let rec = Record::decode(&store.get("test:team:t").0.unwrap());
         assert_eq!(rec.tokens_minute, 90);
         assert_eq!(rec.in_flight, 2);
         assert_eq!(rec.total_tokens_in, 5);
@@ -679,7 +679,7 @@ pub mod tests {
         let s = [scope("key:k", Limits::default())];
         admit_all(&store, &s, Ask::default(), &now).unwrap();
         assert_eq!(
-            Record::decode(&store.get("sluice:auth:key:k").0.unwrap()).total_requests,
+            Record::decode(&store.get("test:key:k").0.unwrap()).total_requests,
             1
         );
     }

@@ -85,11 +85,21 @@ impl Headers {
         self.get(name).and_then(|v| std::str::from_utf8(v).ok())
     }
 
-    /// Removes from `map` every header whose lower-case name starts with `prefix`.
-    pub fn remove_with_prefix(&self, map: MapType, prefix: &str) {
+    /// Every (name, value) pair.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[u8])> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Removes the internal `x-sluice-*` request headers a client sent (all but the controls
+    /// `contract::is_client_control` names; `and_controls` removes those too).
+    pub fn strip_internal(&self, and_controls: bool) {
+        use sluice_core::contract;
         for (name, _) in &self.0 {
-            if name.to_ascii_lowercase().starts_with(prefix) {
-                remove_header(map, name);
+            let n = name.to_ascii_lowercase();
+            if n.starts_with(contract::HEADER_PREFIX)
+                && (and_controls || !contract::is_client_control(&n))
+            {
+                remove_header(MapType::HttpRequestHeaders, name);
             }
         }
     }
@@ -160,11 +170,27 @@ pub fn property(path: Vec<&str>) -> Option<Vec<u8>> {
 }
 
 /// Stores a value in the stream's filter state (readable in access logs as
-/// `%FILTER_STATE(wasm.<name>:PLAIN)%`).
-pub fn set_property(path: Vec<&str>, value: &[u8]) {
-    if hostcalls::set_property(path, Some(value)).is_err() {
+/// `%FILTER_STATE(wasm.<name>:PLAIN)%`), escaped by `contract::escape_for_header`: nothing a
+/// client sent can start a log line or grow it without bound.
+pub fn set_log_field(name: &str, value: &str) {
+    let value = sluice_core::contract::escape_for_header(value);
+    if hostcalls::set_property(vec![name], Some(value.as_bytes())).is_err() {
         warn_failed("set property");
     }
+}
+
+/// Sets a response header to a value escaped by `contract::escape_for_header`.
+pub fn set_response_header(name: &str, value: &str) {
+    let value = sluice_core::contract::escape_for_header(value);
+    set_header(MapType::HttpResponseHeaders, name, Some(&value));
+}
+
+/// The route table's answer for this request (`contract::route`), from its headers.
+pub fn endpoint(headers: &Headers) -> Option<sluice_core::contract::Endpoint<'_>> {
+    sluice_core::contract::route(
+        headers.get_str(":method").unwrap_or_default(),
+        headers.get_str(":path").unwrap_or_default(),
+    )
 }
 
 /// Shared data (per VM id, across worker threads) as a CAS store for `sluice_core::quota`.
@@ -235,7 +261,15 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
+/// Answers the request locally. Marks the request first (`contract::request::LOCAL_REPLY`), so
+/// that Envoy's local-reply mappers, which put Envoy's own replies in the envelope, leave this
+/// one as it is.
 pub fn send(status: u16, headers: &[(&str, String)], body: &[u8]) {
+    set_header(
+        MapType::HttpRequestHeaders,
+        sluice_core::contract::request::LOCAL_REPLY,
+        Some("1"),
+    );
     let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
     if hostcalls::send_http_response(u32::from(status), h, Some(body)).is_err() {
         warn_failed("send response");

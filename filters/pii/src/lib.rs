@@ -83,12 +83,8 @@ impl HttpContext for Pii {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
         let headers = host::Headers::read(req);
-        let method = headers.get_str(":method").unwrap_or_default();
-        let path = headers.get_str(":path").unwrap_or_default();
-        if method != "POST"
-            || path.split('?').next() != Some("/v1/chat/completions")
-            || end_of_stream
-        {
+        headers.strip_internal(false);
+        if !host::endpoint(&headers).is_some_and(|e| e.has_body()) || end_of_stream {
             return Action::Continue;
         }
         host::remove_header(req, "content-length");

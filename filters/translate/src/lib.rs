@@ -16,8 +16,6 @@ use serde::Deserialize;
 use sluice_core::models::ModelSet;
 use std::rc::Rc;
 
-pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
-
 #[derive(Debug, Deserialize)]
 #[serde(tag = "role", rename_all = "lowercase")]
 enum RawConfig {
@@ -30,6 +28,10 @@ enum RawConfig {
 struct RawRouteConfig {
     /// Model names and globs this gateway serves (others get 404 model_not_found).
     models: Vec<String>,
+    /// Concrete names the configuration knows (chain targets, priced models): `GET /v1/models`
+    /// lists those a pattern serves, beside the exact names, and never a glob.
+    #[serde(default)]
+    known_models: Vec<String>,
     #[serde(default = "default_max_body")]
     max_body_bytes: usize,
     /// Remove the usage chunk from streams whose client did not ask for it (Sluice always asks
@@ -44,7 +46,7 @@ struct RawRouteConfig {
 struct RawUpstreamConfig {}
 
 fn default_max_body() -> usize {
-    DEFAULT_MAX_BODY_BYTES
+    sluice_core::contract::DEFAULT_MAX_BODY_BYTES
 }
 
 fn yes() -> bool {
@@ -70,7 +72,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     })?;
     Ok(match raw {
         RawConfig::Route(r) => Config::Route(Rc::new(RouteConfig {
-            models: ModelSet::new(r.models),
+            models: ModelSet::with_listed(r.models, r.known_models),
             max_body_bytes: r.max_body_bytes,
             strip_unrequested_usage: r.strip_unrequested_usage,
         })),

@@ -3,13 +3,12 @@
 use crate::RouteConfig;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
+use sluice_core::contract::{self, property, Endpoint};
 use sluice_core::openai::{force_stream_usage, validate};
 use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer};
 use std::rc::Rc;
-
-pub const MODEL_HEADER: &str = "x-sluice-model";
 
 pub struct Route {
     config: Rc<RouteConfig>,
@@ -43,18 +42,11 @@ impl HttpContext for Route {
         let req = host::map_request();
         let headers = host::Headers::read(req);
         // Internal signals come from Sluice only.
-        headers.remove_with_prefix(req, "x-sluice-");
-        let method = headers.get_str(":method").unwrap_or_default();
-        let path = headers
-            .get_str(":path")
-            .unwrap_or_default()
-            .split('?')
-            .next()
-            .unwrap_or_default()
-            .trim_end_matches('/');
-        match (method, path) {
-            ("POST", "/v1/chat/completions") => {
-                host::set_property(vec!["sluice_path"], path.as_bytes());
+        headers.strip_internal(true);
+        let endpoint = host::endpoint(&headers);
+        match endpoint {
+            Some(Endpoint::ChatCompletions) => {
+                host::set_log_field(property::PATH, "/v1/chat/completions");
                 if end_of_stream {
                     return self.refuse(&GatewayError::invalid_request(
                         "The request body is empty: expected a JSON object with 'model' and 'messages'.",
@@ -64,7 +56,7 @@ impl HttpContext for Route {
                 host::remove_header(req, "content-length");
                 Action::Pause
             }
-            ("GET", "/v1/models") => {
+            Some(Endpoint::Models) => {
                 let body = self.config.models.list(host::now_secs());
                 host::send(
                     200,
@@ -73,9 +65,11 @@ impl HttpContext for Route {
                 );
                 Action::Pause
             }
-            ("GET", p) if p.starts_with("/v1/models/") => {
-                let id = p.trim_start_matches("/v1/models/");
-                match self.config.models.retrieve(id, host::now_secs()) {
+            Some(Endpoint::Model(id)) => {
+                let found = contract::check_model(id)
+                    .ok()
+                    .and_then(|()| self.config.models.retrieve(id, host::now_secs()));
+                match found {
                     Some(m) => {
                         host::send(
                             200,
@@ -87,7 +81,11 @@ impl HttpContext for Route {
                     None => self.refuse(&GatewayError::model_not_found(id)),
                 }
             }
-            _ => self.refuse(&GatewayError::not_found_url(method, path)),
+            Some(Endpoint::Usage) | None => {
+                let method = headers.get_str(":method").unwrap_or_default();
+                let path = headers.get_str(":path").unwrap_or_default();
+                self.refuse(&GatewayError::not_found_url(method, path))
+            }
         }
     }
 
@@ -122,10 +120,15 @@ impl HttpContext for Route {
             }
             self.strip_pending = !asked && self.config.strip_unrequested_usage;
         }
-        host::set_header(host::map_request(), MODEL_HEADER, Some(&req.model));
+        // `validate` checked the name (contract::check_model): safe in a header and a log.
+        host::set_header(
+            host::map_request(),
+            contract::request::MODEL,
+            Some(&req.model),
+        );
         // The upstream filter rewrites the (shared) request headers per attempt; access logs
         // read what the client asked for from here.
-        host::set_property(vec!["sluice_model"], req.model.as_bytes());
+        host::set_log_field(property::MODEL, &req.model);
         Action::Continue
     }
 

@@ -2,7 +2,8 @@
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
-use sluice_core::backend::{Backend, ResponsePlan, CREDENTIAL_HEADER};
+use sluice_core::backend::{Backend, ResponsePlan};
+use sluice_core::contract;
 use sluice_core::metadata;
 use sluice_core::stream::StreamTranslator;
 use sluice_core::GatewayError;
@@ -10,17 +11,6 @@ use sluice_host::{self as host, Buffer};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
-
-/// Request headers the upstream filter owns: removed on every attempt (client credentials must
-/// never reach a provider; the credential injector adds the provider's own after this filter).
-const STRIPPED: &[&str] = &[
-    "accept-encoding",
-    "content-length",
-    "authorization",
-    "x-api-key",
-    "api-key",
-    "x-goog-api-key",
-];
 
 enum Mode {
     /// Not decided yet (request phase).
@@ -105,10 +95,16 @@ impl HttpContext for Upstream {
                 );
             }
         };
-        for h in STRIPPED {
-            host::remove_header(req, h);
+        // What reaches a provider is an allow-list (contract::FORWARDED_HEADERS plus the
+        // backend's forward_headers): client credentials, cookies, account and project
+        // selectors (openai-organization, x-goog-user-project...), x-sluice-* and whatever an
+        // earlier attempt set all go, on every attempt. The credential injector and the
+        // signer add the provider's own credential after this filter.
+        for (name, _) in host::Headers::read(req).iter() {
+            if !backend.forwards(name) {
+                host::remove_header(req, name);
+            }
         }
-        host::Headers::read(req).remove_with_prefix(req, "x-sluice-");
         // Set on every attempt: the previous attempt may have set another provider's host.
         let authority = backend.authority.clone().or_else(|| {
             host::property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok())
@@ -147,7 +143,7 @@ impl HttpContext for Upstream {
         }
         if let Some(c) = &backend.credential {
             // Read by the credential matcher that runs after this filter, then removed.
-            host::set_header(req, CREDENTIAL_HEADER, Some(c));
+            host::set_header(req, contract::request::CREDENTIAL, Some(c));
         }
         if let Some(b) = &plan.request.body {
             host::set_body(Buffer::HttpRequestBody, 0, body_size, b);
@@ -161,13 +157,22 @@ impl HttpContext for Upstream {
             return Action::Continue;
         };
         let resp = host::map_response();
-        host::set_header(resp, "x-sluice-provider", Some(backend.display_name()));
-        host::set_header(resp, "x-sluice-served-model", Some(&plan.upstream_model));
-        let status: u16 = host::header_str(resp, ":status")
+        let headers = host::Headers::read(resp);
+        // The provider's headers are an allow-list too: nothing that names the gateway's
+        // account (openai-organization...), sets a cookie, or claims to be a Sluice signal.
+        for (name, _) in headers.iter() {
+            if !backend.returns(name) {
+                host::remove_header(resp, name);
+            }
+        }
+        host::set_response_header(contract::response::PROVIDER, backend.display_name());
+        host::set_response_header(contract::response::SERVED_MODEL, &plan.upstream_model);
+        let status: u16 = headers
+            .get_str(":status")
             .and_then(|s| s.parse().ok())
             .unwrap_or(502);
         if !(200..300).contains(&status) {
-            let retry_after = host::header_str(resp, "retry-after");
+            let retry_after = headers.get_str("retry-after").map(str::to_string);
             if end_of_stream {
                 let err = plan.map_error(status, b"", retry_after.as_deref());
                 set_error_headers(&err);
