@@ -139,9 +139,31 @@ const CLIENT_FIXABLE: &[u16] = &[400, 404, 409, 413, 422, 429];
 /// Longest provider message passed on.
 const MAX_PROVIDER_MESSAGE: usize = 512;
 
+/// Words that mark a message as being about credentials: such a message is never passed on,
+/// whatever it looks like (a key has no shape the gateway can rely on; it never sees the key,
+/// which the credential injector adds after it).
+const CREDENTIAL_CUES: &[&str] = &[
+    "key",
+    "keys",
+    "apikey",
+    "token",
+    "bearer",
+    "auth",
+    "authorization",
+    "authentication",
+    "unauthorized",
+    "unauthenticated",
+    "credential",
+    "credentials",
+    "secret",
+    "password",
+    "signature",
+];
+
 /// A provider's error mapped into the gateway's envelope: the status and type OpenAI would use,
 /// the provider's error type/code when it is an identifier, and the provider's message only
-/// where the client can act on it, with credential-shaped strings removed ([`scrub_secrets`]).
+/// where the client can act on it (a 4xx about the request) and when it says nothing about
+/// credentials, with credential-shaped strings removed all the same ([`scrub_secrets`]).
 pub fn from_provider(
     provider: &str,
     status: u16,
@@ -154,7 +176,13 @@ pub fn from_provider(
             && k.bytes()
                 .all(|b| b.is_ascii_alphanumeric() || b"_-.".contains(&b))
     });
-    let text = match message.filter(|_| CLIENT_FIXABLE.contains(&status)) {
+    // Whole words (`max_tokens` is not about a token).
+    let about_credentials = |m: &str| {
+        m.split(|c: char| !c.is_ascii_alphanumeric())
+            .any(|w| CREDENTIAL_CUES.iter().any(|c| w.eq_ignore_ascii_case(c)))
+    };
+    let passed = message.filter(|m| CLIENT_FIXABLE.contains(&status) && !about_credentials(m));
+    let text = match passed {
         Some(m) if !m.trim().is_empty() => format!("{provider}: {}", scrub_secrets(m)),
         _ => {
             let what = match status {
@@ -297,6 +325,18 @@ mod tests {
                     assert!(!String::from_utf8_lossy(&e.body()).contains(k));
                 }
             }
+        }
+        // Whatever the key looks like, a message about credentials is not passed on.
+        for text in [
+            "Incorrect API key provided: mock-openai-key.",
+            "bad token abc",
+            "Unauthorized: x",
+        ] {
+            let e = from_provider("p", 400, None, Some(text));
+            assert_eq!(
+                e.message,
+                "The p backend answered with an error (HTTP 400)."
+            );
         }
         // What the client can fix stays readable.
         let s =

@@ -158,13 +158,38 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     if let Err(msg) = checked {
         return error(w, provider, 400, &msg, None);
     }
+    let fault = fault_header("x-mock-fault").unwrap_or_default();
+    if fault == "leak-key" {
+        // A provider whose error quotes the credential it received (some do, in 401s above
+        // all): the gateway must not pass it on.
+        let status = fault_header("x-mock-status")
+            .and_then(|s| s.parse::<u16>().ok())
+            .unwrap_or(401);
+        let cred = ["authorization", "api-key", "x-api-key", "x-goog-api-key"]
+            .iter()
+            .find_map(|h| req.header(h))
+            .unwrap_or_default()
+            .to_string();
+        let msg = format!("Incorrect API key provided: {cred}. Your key={cred} was refused");
+        return error(w, provider, status, &msg, None);
+    }
     if let Some(status) = fault_header("x-mock-status").and_then(|s| s.parse::<u16>().ok()) {
         let retry = req.header("x-mock-retry-after").unwrap_or("1").to_string();
         return error(w, provider, status, "mock fault injected", Some(retry));
     }
-    let fault = fault_header("x-mock-fault").unwrap_or_default();
     match fault {
         "reset" => return Ok(After::Reset),
+        "error-200" => {
+            // Some OpenAI-compatible servers answer errors with HTTP 200.
+            let b = json!({"object": "error", "error": {"message": "CUDA out of memory", "type": "server_error", "code": 500}});
+            http::write_full(
+                w,
+                200,
+                &[("content-type", "application/json".into())],
+                b.to_string().as_bytes(),
+            )?;
+            return Ok(After::KeepAlive);
+        }
         "garbage" => {
             http::write_full(
                 w,
@@ -724,7 +749,12 @@ fn validate_gemini(b: &Map<String, Value>, req: &Request) -> Result<(), String> 
             match data[0].as_str() {
                 "text" | "inlineData" | "fileData" => {}
                 "functionCall" if role == "model" => {
-                    if o.get("thoughtSignature").and_then(Value::as_str) != Some(SIGNATURE) {
+                    // Gemini 3: the first function call of a model turn carries a signature
+                    // Gemini issued (or the documented skip value); parallel calls after it
+                    // may have none; a signature that is there must be valid.
+                    let sig = o.get("thoughtSignature").and_then(Value::as_str);
+                    let valid = |s: &str| s == SIGNATURE || s == "skip_thought_signature_validator";
+                    if (calls.is_empty() && sig.is_none()) || sig.is_some_and(|s| !valid(s)) {
                         return Err(format!("contents[{i}].parts[{j}]: Function call is missing a thought_signature"));
                     }
                     calls.push(
@@ -1037,7 +1067,11 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
             None => format!("echo: {last_text}"),
         },
     };
-    let mut finish = "stop".to_string();
+    let mut finish = if req.header("x-mock-fault") == Some("odd-finish") {
+        "eos".to_string() // what vLLM-like servers may write
+    } else {
+        "stop".to_string()
+    };
     if let Some(s) = stops
         .iter()
         .filter(|s| !s.is_empty())
@@ -1101,6 +1135,8 @@ fn openai_finish(r: &Reply) -> &'static str {
         "tool_calls"
     } else if r.finish == "length" {
         "length"
+    } else if r.finish == "eos" {
+        "eos"
     } else {
         "stop"
     }
@@ -1211,7 +1247,13 @@ fn anthropic_sse(r: &Reply) -> Vec<String> {
             out.push(ev("content_block_start", json!({"type":"content_block_start","index":idx,"content_block":{"type":"tool_use","id":"toolu_mock_0","name":name,"input":{}}})));
             let a = input.to_string();
             let (a1, a2) = a.split_at(a.len() / 2);
-            for part in ["", a1, a2] {
+            // A tool without input streams one empty delta, as Anthropic does.
+            let parts = if input.as_object().is_some_and(|o| o.is_empty()) {
+                vec![""]
+            } else {
+                vec!["", a1, a2]
+            };
+            for part in parts {
                 out.push(ev("content_block_delta", json!({"type":"content_block_delta","index":idx,"delta":{"type":"input_json_delta","partial_json":part}})));
             }
         }
