@@ -17,6 +17,7 @@ pub mod backend;
 pub mod cache;
 pub mod contract;
 pub mod error;
+pub mod fuzz;
 pub mod json;
 pub mod metadata;
 pub mod models;

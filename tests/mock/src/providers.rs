@@ -208,11 +208,15 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             Provider::Anthropic => anthropic_json(&reply),
             Provider::Gemini => gemini_json(&reply),
         };
+        let mut body = v.to_string().into_bytes();
+        if let Some(seed) = mutation_seed(fault, req) {
+            body = mutate(&body, seed);
+        }
         http::write_full(
             w,
             200,
             &[("content-type", "application/json".into())],
-            v.to_string().as_bytes(),
+            &body,
         )?;
         return Ok(After::KeepAlive);
     }
@@ -240,7 +244,10 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         }
         _ => {}
     }
-    let bytes: Vec<u8> = events.concat().into_bytes();
+    let mut bytes: Vec<u8> = events.concat().into_bytes();
+    if let Some(seed) = mutation_seed(fault, req) {
+        bytes = mutate(&bytes, seed);
+    }
     let mut out = Chunked::start(
         w,
         200,
@@ -278,6 +285,73 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     }
     out.end()?;
     Ok(after)
+}
+
+/// `x-mock-fault: mutate` with `x-mock-seed: N`: the answer's bytes are corrupted the same way
+/// for the same seed (bits flipped, ranges deleted or repeated, JSON and SSE tokens inserted,
+/// the end cut), for the gateway's fuzz test.
+fn mutation_seed(fault: &str, req: &Request) -> Option<u64> {
+    (fault == "mutate").then(|| {
+        req.header("x-mock-seed")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1)
+    })
+}
+
+fn mutate(input: &[u8], seed: u64) -> Vec<u8> {
+    const TOKENS: &[&[u8]] = &[
+        b"\"",
+        b"{",
+        b"}",
+        b"[",
+        b"]",
+        b",",
+        b"\\u0000",
+        b"\n\n",
+        b"data: ",
+        b"[DONE]",
+        b"null",
+        b"-1",
+        b"1e999",
+        b"\xff",
+        b"\xf0\x9f",
+        b"\"choices\":[]",
+        b"\"usage\":{}",
+        b"event: error\n",
+    ];
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = |n: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % n.max(1) as u64) as usize
+    };
+    let mut v = input.to_vec();
+    for _ in 0..1 + next(4) {
+        let at = next(v.len() + 1);
+        match next(5) {
+            0 if !v.is_empty() => {
+                let i = next(v.len());
+                v[i] ^= 1 << next(8);
+            }
+            1 => {
+                let end = (at + 1 + next(24)).min(v.len());
+                v.drain(at.min(end)..end);
+            }
+            2 => {
+                let t = TOKENS[next(TOKENS.len())];
+                v.splice(at..at, t.iter().copied());
+            }
+            3 if !v.is_empty() => {
+                let start = next(v.len());
+                let end = (start + 1 + next(48)).min(v.len());
+                let piece = v[start..end].to_vec();
+                v.splice(at..at, piece);
+            }
+            _ => v.truncate(at.max(v.len() / 2)),
+        }
+    }
+    v
 }
 
 /// Without a split seed the stream is written as one chunk per event.
