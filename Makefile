@@ -68,6 +68,7 @@ bench: build
 	$(PY) bench/cache.py
 	$(PY) bench/estimate.py
 	$(PY) bench/pii.py
+	$(PY) bench/phones.py
 
 # Optional, heavier: the same load against LiteLLM proxy (PyPI) and Portkey gateway (npm),
 # installed into .venv-peers and .peers (pinned), side by side with bare Envoy and Sluice.

@@ -39,6 +39,8 @@ enum Check {
     Ipv4,
     Ipv6,
     Phone,
+    /// A bare ten-digit North American number: only where no id word precedes it.
+    BarePhone,
 }
 
 #[derive(Debug)]
@@ -135,9 +137,30 @@ fn builtin() -> Vec<(&'static str, String, usize, Check)> {
         ("IP_ADDRESS", r"(?:\b|::)[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:\b|::)".into(), 0, Check::Ipv6),
         (
             "PHONE_NUMBER",
-            r"(?:\+[1-9]\d{0,2}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}|\(\d{3}\) ?\d{3}[ .-]?\d{4}|\b\d{3}[.-]\d{3}[.-]\d{4}|\b0[1-9]\d{0,3}[ /-]\d{3,8}(?:[ -]\d{2,5})?)\b".into(),
+            // International (+ or 00), NANP ((415) 555-2671, 206.269.0743), national with a
+            // trunk 0 ((0161) 496 0972, 03662 585178, 02 49 01 90 11, 0292018871); each with an
+            // optional extension (x123, ext. 12).
+            concat!(
+                r"(?:(?:\+|\b00)[1-9]\d{0,2}[ .-]?(?:\(0\)[ .-]?|\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,5}",
+                r"|\(\d{3}\)[ .-]?\d{3}[ .-]?\d{4}",
+                r"|\b\d{3}[.-]\d{3}[.-]\d{4}",
+                r"|\(0\d{1,5}\)[ .-]?\d{2,8}(?:[ .-]\d{2,5})?",
+                r"|\b0[1-9]\d{0,4}[ /-]\d{3,8}(?:[ -]\d{2,5})?",
+                r"|\b0[1-9](?:[ .]\d{2}){4}",
+                r"|\b0[1-9]\d{8,9}",
+                r"|\b00\d{8,13})",
+                r"(?:\s?(?:x|ext\.?|#)\s?\d{1,6})?\b"
+            )
+            .into(),
             0,
             Check::Phone,
+        ),
+        (
+            "PHONE_NUMBER",
+            // NANP without separators: area code and exchange start with 2-9.
+            r"\b[2-9]\d{2}[2-9]\d{6}\b".into(),
+            0,
+            Check::BarePhone,
         ),
         (
             "PHONE_NUMBER",
@@ -356,6 +379,8 @@ fn iban_ok(s: &str) -> bool {
 }
 
 fn phone_ok(s: &str) -> bool {
+    // The number without its extension.
+    let s = s.split(['x', 'e', '#']).next().unwrap_or(s);
     let digits: Vec<u8> = s.bytes().filter(u8::is_ascii_digit).collect();
     let first = digits.first().copied().unwrap_or(b'0');
     (8..=15).contains(&digits.len())
@@ -470,7 +495,7 @@ impl Scanner {
             Check::Luhn => card_ok(s),
             Check::Ssn => ssn_ok(s),
             Check::Iban => iban_ok(s),
-            Check::Phone => phone_ok(s),
+            Check::Phone | Check::BarePhone => phone_ok(s),
             Check::Ipv4 => s
                 .parse::<std::net::Ipv4Addr>()
                 .is_ok_and(|ip| !self.private_ips_only || private_v4(ip)),
@@ -506,6 +531,55 @@ impl Scanner {
         !digit_run_before && !digit_run_after
     }
 
+    /// Whether the word before `start` names an identifier (`Order #1234567890`, `invoice
+    /// 2025551234`, `ID: ...`): a bare digit run there is that identifier, not a phone number.
+    fn after_id_word(text: &str, start: usize) -> bool {
+        const ID_WORDS: &[&str] = &[
+            "order",
+            "invoice",
+            "ticket",
+            "id",
+            "ref",
+            "reference",
+            "account",
+            "acct",
+            "po",
+            "sku",
+            "batch",
+            "build",
+            "case",
+            "tracking",
+            "serial",
+            "item",
+            "no",
+            "nr",
+            "number",
+            "customer",
+            "user",
+            "transaction",
+            "txn",
+            "isbn",
+            "code",
+            "job",
+            "run",
+        ];
+        let before = text.get(..start).unwrap_or_default();
+        let trimmed = before.trim_end_matches(|c: char| c.is_whitespace() || c == ':');
+        if trimmed.ends_with(['#', '=']) {
+            return true;
+        }
+        let word: String = trimmed
+            .chars()
+            .rev()
+            .take_while(|c| c.is_alphabetic() || *c == '.')
+            .collect::<Vec<char>>()
+            .into_iter()
+            .rev()
+            .collect();
+        let word = word.trim_matches('.').to_lowercase();
+        ID_WORDS.contains(&word.as_str())
+    }
+
     /// Non-overlapping findings, earliest first; on overlap the longer wins, then the detector
     /// listed first (credentials before generic patterns).
     pub fn find(&self, text: &str) -> Vec<Finding> {
@@ -525,9 +599,13 @@ impl Scanner {
                     .collect()
             };
             for m in matches {
-                let number = matches!(d.check, Check::Luhn | Check::Ssn | Check::Phone);
+                let number = matches!(
+                    d.check,
+                    Check::Luhn | Check::Ssn | Check::Phone | Check::BarePhone
+                );
                 if self.valid(d.check, m.as_str())
                     && (!number || Self::isolated(text, m.start(), m.end()))
+                    && (d.check != Check::BarePhone || !Self::after_id_word(text, m.start()))
                 {
                     all.push((m.start(), m.end(), di));
                 }
@@ -1115,6 +1193,40 @@ mod tests {
         assert_eq!(k("mac 00:1A:2B:3C:4D:5E")[0].0, "MAC_ADDRESS");
         assert_eq!(k("call +1 415 555 2671 or")[0].0, "PHONE_NUMBER");
         assert_eq!(k("call (415) 555-2671")[0].0, "PHONE_NUMBER");
+        // Faker's formats, no context word needed.
+        for p in [
+            "206.269.0743x9150",
+            "+1-537-640-6812x41586",
+            "001-771-901-9011x53000",
+            "(591)341-7776",
+            "+44(0)115 4960914",
+            "(0161) 496 0972",
+            "(0116)4960183",
+            "0292018871",
+            "(09281) 44669",
+            "+49 (0) 9141 777631",
+            "00669 074391",
+            "02 49 01 90 11",
+            "+33 (0)1 41 63 60 83",
+            "8627659411",
+        ] {
+            let t = format!("reach me on {p} today");
+            let f = k(&t);
+            assert!(
+                f.first().is_some_and(|(kind, v)| kind == "PHONE_NUMBER" && p.starts_with(v.as_str())),
+                "{p}: {f:?}"
+            );
+        }
+        // Identifiers are not phone numbers.
+        for t in [
+            "Order #8627659411 shipped",
+            "Invoice no. 8627659411",
+            "Customer ID: 8627659411",
+            "at 2024-05-06 12:30:45",
+            "on 05.06.2024",
+        ] {
+            assert!(k(t).iter().all(|(kind, _)| kind != "PHONE_NUMBER"), "{t}");
+        }
         assert!(k("at 2024-05-12 10:22:31 order 12345678").is_empty());
         assert_eq!(k("key AKIAIOSFODNN7EXAMPLE")[0].0, "AWS_ACCESS_KEY");
         assert_eq!(
