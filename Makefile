@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen
+.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen fuzz
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -45,6 +45,23 @@ integration: build
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test: lint unit build validate integration
+
+# Coverage-guided fuzzing of the core (libFuzzer through cargo-fuzz, installed when missing):
+# every target for FUZZ_SECONDS each, from the seeds in fuzz/seeds plus what earlier runs found
+# (fuzz/corpus). cargo-fuzz wants nightly flags: RUSTC_BOOTSTRAP lets the stable toolchain take
+# them; no sanitizer (the core has no unsafe code). A crash leaves its input in fuzz/artifacts.
+FUZZ_SECONDS ?= 120
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for t in request answer; do \
+	  mkdir -p fuzz/corpus/$$t; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS) s"; \
+	  mkdir -p target; log=target/fuzz-$$t.log; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$t -s none corpus/$$t seeds/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -print_final_stats=1) > $$log 2>&1; rc=$$?; \
+	  grep -E "^(Done|stat::(number_of_executed_units|average_exec_per_sec|new_units_added))" $$log; \
+	  [ $$rc -eq 0 ] || { tail -40 $$log; exit 1; }; \
+	done
 
 # Regenerates the shipped Envoy configs from their specs (a test checks they are current).
 gen: setup

@@ -1213,7 +1213,8 @@ mod tests {
             let t = format!("reach me on {p} today");
             let f = k(&t);
             assert!(
-                f.first().is_some_and(|(kind, v)| kind == "PHONE_NUMBER" && p.starts_with(v.as_str())),
+                f.first()
+                    .is_some_and(|(kind, v)| kind == "PHONE_NUMBER" && p.starts_with(v.as_str())),
                 "{p}: {f:?}"
             );
         }
