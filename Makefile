@@ -31,6 +31,12 @@ lint: setup
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice -p sluice-bench-floor --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
+	@# Shared names are spelled in one place (the generator reads them from contract.json).
+	@if grep -rnE '"x-sluice-[a-z-]+"|"sluice:[a-z]+:|"sluice_[a-z_]+"' --include='*.rs' filters bench \
+	    | grep -v '^filters/core/src/contract.rs:'; then \
+	  echo "lint: spell x-sluice-* headers, sluice:* keys and sluice_* properties only in filters/core/src/contract.rs"; exit 1; fi
+	@if grep -nE "x-sluice-[a-z]|wasm\.sluice_" scripts/sluice_gen.py | grep -vE '^[0-9]+:\s*(#|""")|"""' ; then \
+	  echo "lint: the generator takes shared names from filters/core/contract.json"; exit 1; fi
 
 unit: setup
 	$(CARGO) test -p sluice-core

@@ -30,7 +30,11 @@ class Stack(sluice.Stack):
 
     def _generate(self, spec):
         cfg = super()._generate(spec)
-        if (self.wasm_dir / "sluice.wasm").exists():
+        module = self.wasm_dir / "sluice.wasm"
+        if module.exists() and b"forward_headers" not in module.read_bytes():
+            # A build from before the header allow-lists: its configs had no such fields.
+            strip_new_fields(cfg)
+        if module.exists():
             return cfg
 
         for c in sluice.sluice_gen.wasm_configs(cfg):
@@ -38,6 +42,34 @@ class Stack(sluice.Stack):
             c["vm_config"]["vm_id"] = module.replace("_", "-")
             c["vm_config"]["code"]["local"]["filename"] = str(self.wasm_dir / f"{module}.wasm")
         return cfg
+
+
+NEW_FIELDS = {"forward_headers", "return_headers", "known_models", "models"}
+
+
+def strip_new_fields(cfg):
+    """Removes the configuration fields that builds before the contract module refuse."""
+    import json
+
+    def walk(o):
+        if isinstance(o, dict):
+            md = o.get("filter_metadata", {}).get("sluice")
+            if md:
+                md.pop("forward_headers", None)
+                md.pop("return_headers", None)
+            for v in o.values():
+                walk(v)
+        elif isinstance(o, list):
+            for v in o:
+                walk(v)
+    walk(cfg)
+    for c in sluice.sluice_gen.wasm_configs(cfg):
+        v = c["configuration"]
+        conf = json.loads(v["value"])
+        conf.pop("known_models", None)
+        if c["root_id"] == "sluice-auth":
+            conf.pop("models", None)
+        v["value"] = json.dumps(conf, separators=(",", ":"))
 
 
 def main():
