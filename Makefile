@@ -31,6 +31,7 @@ lint: setup
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice -p sluice-bench-floor --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
 	$(CARGO) clippy -p sluice-mock -- -D warnings
+	python3 scripts/check_core_deps.py
 	@# Shared names are spelled in one place (the generator reads them from contract.json).
 	@if grep -rnE '"x-sluice-[a-z-]+"|"sluice:[a-z]+:|"sluice_[a-z_]+"' --include='*.rs' filters bench \
 	    | grep -v '^filters/core/src/contract.rs:'; then \

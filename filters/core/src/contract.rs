@@ -69,6 +69,20 @@ pub fn route<'a>(method: &str, raw_path: &'a str) -> Option<Endpoint<'a>> {
 /// Routes as the 404 message names them.
 pub const ROUTES_TEXT: &str = "POST /v1/chat/completions, GET /v1/models";
 
+/// The 404 for a request that is no endpoint of the route table.
+pub fn unknown_route(method: &str, path: &str) -> GatewayError {
+    GatewayError::new(
+        404,
+        "invalid_request_error",
+        format!(
+            "Invalid URL ({} {}): this gateway serves {ROUTES_TEXT}.",
+            escape_for_header(method),
+            escape_for_header(path)
+        ),
+    )
+    .with_code("unknown_url")
+}
+
 /// Prefix of every internal signal: removed from what clients send (but the cache's request
 /// controls below) and from what goes to providers.
 pub const HEADER_PREFIX: &str = "x-sluice-";

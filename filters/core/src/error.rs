@@ -44,31 +44,15 @@ impl GatewayError {
         Self::invalid_request(message).with_param(param)
     }
 
+    /// `model` is a name `contract::check_model` accepted, or escaped by the caller.
     pub fn model_not_found(model: &str) -> Self {
         Self::new(
             404,
             "invalid_request_error",
-            format!(
-                "The model `{}` does not exist or is not served by this gateway.",
-                crate::contract::escape_for_header(model)
-            ),
+            format!("The model `{model}` does not exist or is not served by this gateway."),
         )
         .with_param("model")
         .with_code("model_not_found")
-    }
-
-    pub fn not_found_url(method: &str, path: &str) -> Self {
-        Self::new(
-            404,
-            "invalid_request_error",
-            format!(
-                "Invalid URL ({} {}): this gateway serves {}.",
-                crate::contract::escape_for_header(method),
-                crate::contract::escape_for_header(path),
-                crate::contract::ROUTES_TEXT
-            ),
-        )
-        .with_code("unknown_url")
     }
 
     pub fn too_large(limit: usize) -> Self {

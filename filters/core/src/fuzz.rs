@@ -5,8 +5,9 @@
 //! the coverage-guided targets in `fuzz/` call the same two functions for minutes
 //! (`make fuzz`).
 
-use crate::backend::{Backend, Plan};
+use crate::backend::Backend;
 use crate::pii::{Redactor, Rehydrator, Scanner, SseRehydrator};
+use crate::providers::Plan;
 use crate::{cache, contract, json, openai, usage};
 use serde_json::{json, Value};
 

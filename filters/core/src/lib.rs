@@ -7,8 +7,8 @@
 //! - [`json`]: JSON parsing that refuses duplicate keys (what is checked is what is sent).
 //! - [`sse`]: incremental server-sent-events framing on bytes.
 //! - [`openai`]: the OpenAI chat-completions request model, validation, response builders.
-//! - [`backend`]: what a backend is (from host metadata) and how a request is planned for it.
-//! - [`openai_compat`], [`openai_anthropic`], [`openai_gemini`]: the translators.
+//! - [`backend`]: what a backend is (from host metadata), and the factory of translators.
+//! - [`providers`]: the translator interface, and one folder per backend wire format.
 //! - [`stream`]: the OpenAI chunk writer shared by the streaming translators.
 //! - [`metadata`]: decoding Envoy's serialized host metadata.
 
@@ -22,10 +22,8 @@ pub mod json;
 pub mod metadata;
 pub mod models;
 pub mod openai;
-pub mod openai_anthropic;
-pub mod openai_compat;
-pub mod openai_gemini;
 pub mod pii;
+pub mod providers;
 pub mod quota;
 pub mod sse;
 pub mod stream;

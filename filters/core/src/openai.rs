@@ -376,6 +376,11 @@ pub fn parse_body(body: &[u8]) -> Result<Value, GatewayError> {
     Ok(v)
 }
 
+/// A chat request from its body: parsed (duplicate keys refused) and validated.
+pub fn chat_request(body: &[u8]) -> Result<ChatRequest, GatewayError> {
+    validate(&parse_body(body)?)
+}
+
 /// OpenAI's `finish_reason` values; typed clients refuse any other.
 pub const FINISH_REASONS: &[&str] = &[
     "stop",

@@ -78,13 +78,15 @@ impl HttpContext for Route {
                         );
                         Action::Pause
                     }
-                    None => self.refuse(&GatewayError::model_not_found(id)),
+                    None => self.refuse(&GatewayError::model_not_found(
+                        &contract::escape_for_header(id),
+                    )),
                 }
             }
             Some(Endpoint::Usage) | None => {
                 let method = headers.get_str(":method").unwrap_or_default();
                 let path = headers.get_str(":path").unwrap_or_default();
-                self.refuse(&GatewayError::not_found_url(method, path))
+                self.refuse(&contract::unknown_route(method, path))
             }
         }
     }

@@ -2,9 +2,10 @@
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
-use sluice_core::backend::{Backend, ResponsePlan};
+use sluice_core::backend::Backend;
 use sluice_core::contract;
 use sluice_core::metadata;
+use sluice_core::providers::ResponsePlan;
 use sluice_core::stream::StreamTranslator;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer};

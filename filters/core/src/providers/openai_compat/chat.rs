@@ -2,11 +2,91 @@
 //! the request passes through (model renamed when the host maps it), the answer passes through,
 //! checked: a body that is not JSON, or a stream that ends without `[DONE]`, becomes an error.
 
+use crate::contract::path_segment;
 use crate::error::GatewayError;
 use crate::openai;
+use crate::providers::{Plan, ResponsePlan, Target, Translator, UpstreamRequest};
 use crate::sse::{self, SseParser};
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 use serde_json::Value;
+
+pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
+
+/// The OpenAI chat front on OpenAI or an OpenAI-compatible server; Azure differs in its path
+/// (deployment, `api-version`).
+#[derive(Debug)]
+pub struct OpenAiCompat {
+    azure: bool,
+}
+
+pub static OPENAI: OpenAiCompat = OpenAiCompat { azure: false };
+pub static AZURE: OpenAiCompat = OpenAiCompat { azure: true };
+
+impl Translator for OpenAiCompat {
+    fn provider(&self) -> &'static str {
+        if self.azure {
+            "azure"
+        } else {
+            PROVIDER
+        }
+    }
+
+    /// A pass-through reads two fields (the route role validated the rest) and keeps the
+    /// client's bytes unless the host renames the model.
+    fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
+        let peek: Peek = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::invalid_request(format!(
+                "We could not parse the JSON body of your request ({e})."
+            ))
+        })?;
+        let client_model = peek.model.unwrap_or_default();
+        crate::contract::check_model(&client_model)?;
+        let model = target.upstream_model(&client_model).to_string();
+        let path = if self.azure {
+            let version = target.api_version.unwrap_or(DEFAULT_AZURE_API_VERSION);
+            format!(
+                "{}/{}/chat/completions?api-version={}",
+                target.base_path,
+                path_segment(&model),
+                path_segment(version)
+            )
+        } else {
+            format!("{}/chat/completions", target.base_path)
+        };
+        let body = request(body, &model, &client_model)?;
+        Ok(Plan {
+            request: UpstreamRequest {
+                path,
+                headers: vec![("content-type", "application/json".to_string())],
+                body,
+            },
+            response: ResponsePlan {
+                translator: self,
+                stream: peek.stream == Some(true),
+                json_tool: None,
+                client_model,
+                upstream_model: model,
+            },
+        })
+    }
+
+    fn response(
+        &self,
+        _plan: &ResponsePlan,
+        body: &[u8],
+        _created: u64,
+    ) -> Result<Vec<u8>, GatewayError> {
+        response(body)
+    }
+
+    fn stream(&self, _plan: &ResponsePlan, _created: u64) -> Box<dyn StreamTranslator> {
+        Box::new(Stream::new())
+    }
+
+    fn passthrough(&self) -> bool {
+        true
+    }
+}
 
 /// The fields a pass-through needs, read without building the document.
 #[derive(serde::Deserialize)]

@@ -4,17 +4,77 @@
 //! Gemini's `thoughtSignature` (which Gemini requires back on the next turn) rides inside the id
 //! after [`SIGNATURE_SEP`], so a plain OpenAI client that echoes its tool calls round-trips it.
 
-use crate::backend::ResponsePlan;
+use crate::contract::path_segment;
 use crate::error::GatewayError;
 use crate::openai::{
     image_source, ChatRequest, Choice, Completion, Content, ContentPart, ImageSource, Message,
     ResponseFormat, ToolChoice, Usage,
 };
+use crate::providers::{Plan, ResponsePlan, Target, Translator, UpstreamRequest};
 use crate::sse::SseEvent;
 use crate::stream::{broken_event, cut_short, ChunkWriter, EventTranslator, SseStream};
 use serde_json::{json, Map, Value};
 
 const PROVIDER: &str = "gemini";
+
+/// The OpenAI chat front on a Gemini backend.
+#[derive(Debug)]
+pub struct OpenAiToGemini;
+
+pub static TRANSLATOR: OpenAiToGemini = OpenAiToGemini;
+
+impl Translator for OpenAiToGemini {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
+        let req = crate::openai::chat_request(body)?;
+        let model = target.upstream_model(&req.model).to_string();
+        let out = request(&req)?;
+        let method = if req.is_stream() {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Ok(Plan {
+            request: UpstreamRequest {
+                path: format!(
+                    "{}/models/{}:{}",
+                    target.base_path,
+                    path_segment(&model),
+                    method
+                ),
+                headers: vec![("content-type", "application/json".to_string())],
+                body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+            },
+            response: ResponsePlan {
+                translator: self,
+                stream: req.is_stream(),
+                json_tool: None,
+                client_model: req.model.clone(),
+                upstream_model: model,
+            },
+        })
+    }
+
+    fn response(
+        &self,
+        plan: &ResponsePlan,
+        body: &[u8],
+        created: u64,
+    ) -> Result<Vec<u8>, GatewayError> {
+        response(body, plan, created)
+    }
+
+    fn stream(
+        &self,
+        plan: &ResponsePlan,
+        created: u64,
+    ) -> Box<dyn crate::stream::StreamTranslator> {
+        Box::new(stream(plan, created))
+    }
+}
 pub const SIGNATURE_SEP: &str = "__sig__";
 
 fn push(contents: &mut Vec<(&'static str, Vec<Value>)>, role: &'static str, part: Value) {
@@ -587,7 +647,6 @@ impl EventTranslator for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ProviderKind;
     use crate::openai::{parse_body, validate};
     use crate::stream::{assemble, run_split};
 
@@ -598,7 +657,7 @@ mod tests {
 
     fn plan() -> ResponsePlan {
         ResponsePlan {
-            provider: ProviderKind::Gemini,
+            translator: &TRANSLATOR,
             stream: true,
             json_tool: None,
             client_model: "mock-gemini".into(),

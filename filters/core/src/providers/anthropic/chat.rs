@@ -1,16 +1,74 @@
 //! OpenAI chat completions <-> Anthropic Messages, JSON and SSE.
 
-use crate::backend::ResponsePlan;
 use crate::error::GatewayError;
 use crate::openai::{
     image_source, ChatRequest, Choice, Completion, Content, ContentPart, ImageSource, Message,
     ResponseFormat, ToolChoice, Usage,
 };
+use crate::providers::{Plan, ResponsePlan, Target, Translator, UpstreamRequest};
 use crate::sse::SseEvent;
 use crate::stream::{broken_event, cut_short, ChunkWriter, EventTranslator, SseStream};
 use serde_json::{json, Map, Value};
 
 const PROVIDER: &str = "anthropic";
+
+pub const DEFAULT_ANTHROPIC_VERSION: &str = "2023-06-01";
+/// Anthropic requires `max_tokens`: used when neither the client nor the backend names one.
+pub const DEFAULT_MAX_TOKENS: u64 = 4096;
+
+/// The OpenAI chat front on an Anthropic backend.
+#[derive(Debug)]
+pub struct OpenAiToAnthropic;
+
+pub static TRANSLATOR: OpenAiToAnthropic = OpenAiToAnthropic;
+
+impl Translator for OpenAiToAnthropic {
+    fn provider(&self) -> &'static str {
+        PROVIDER
+    }
+
+    fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
+        let req = crate::openai::chat_request(body)?;
+        let model = target.upstream_model(&req.model).to_string();
+        let max_default = target.max_tokens_default.unwrap_or(DEFAULT_MAX_TOKENS);
+        let (out, json_tool) = request(&req, &model, max_default)?;
+        let version = target.api_version.unwrap_or(DEFAULT_ANTHROPIC_VERSION);
+        Ok(Plan {
+            request: UpstreamRequest {
+                path: format!("{}/messages", target.base_path),
+                headers: vec![
+                    ("content-type", "application/json".to_string()),
+                    ("anthropic-version", version.to_string()),
+                ],
+                body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+            },
+            response: ResponsePlan {
+                translator: self,
+                stream: req.is_stream(),
+                json_tool,
+                client_model: req.model.clone(),
+                upstream_model: model,
+            },
+        })
+    }
+
+    fn response(
+        &self,
+        plan: &ResponsePlan,
+        body: &[u8],
+        created: u64,
+    ) -> Result<Vec<u8>, GatewayError> {
+        response(body, plan, created)
+    }
+
+    fn stream(
+        &self,
+        plan: &ResponsePlan,
+        created: u64,
+    ) -> Box<dyn crate::stream::StreamTranslator> {
+        Box::new(stream(plan, created))
+    }
+}
 /// Instruction added for `response_format: json_object` (Anthropic has no JSON mode).
 const JSON_OBJECT_INSTRUCTION: &str = "Respond with a single valid JSON object and nothing else.";
 
@@ -635,7 +693,6 @@ impl EventTranslator for Events {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::ProviderKind;
     use crate::openai::{parse_body, validate};
     use crate::stream::{assemble, run_split};
 
@@ -646,7 +703,7 @@ mod tests {
 
     fn plan(json_tool: Option<&str>) -> ResponsePlan {
         ResponsePlan {
-            provider: ProviderKind::Anthropic,
+            translator: &TRANSLATOR,
             stream: true,
             json_tool: json_tool.map(str::to_string),
             client_model: "mock-claude".into(),

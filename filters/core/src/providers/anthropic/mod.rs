@@ -1,0 +1,3 @@
+//! Anthropic Messages: the OpenAI chat front translated to it ([`chat`]).
+
+pub mod chat;

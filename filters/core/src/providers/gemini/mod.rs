@@ -1,0 +1,3 @@
+//! Gemini `generateContent`: the OpenAI chat front translated to it ([`chat`]).
+
+pub mod chat;

@@ -1,0 +1,3 @@
+//! OpenAI and OpenAI-compatible servers, Azure: the OpenAI chat front passes through ([`chat`]).
+
+pub mod chat;
