@@ -41,6 +41,8 @@ lint: setup
 
 unit: setup
 	$(CARGO) test -p sluice-core
+	@# The filters against the fake host (sluice_host::fake), natively.
+	$(CARGO) test -p sluice-translate -p sluice-pii -p sluice-cache -p sluice-auth
 	CARGO_TARGET_WASM32_WASIP1_RUNNER="$(WASI_RUNNER)" $(CARGO) test -p sluice-core --target wasm32-wasip1
 
 validate: build

@@ -9,7 +9,7 @@
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
-use sluice_host::{self as host, Buffer};
+use sluice_host::{self as host, Buffer, Host};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Role {
@@ -63,9 +63,9 @@ fn model(body: &[u8]) -> Option<&str> {
 impl HttpContext for Floor {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        host::remove_header(req, "content-length");
+        host::REAL.remove_header(req, "content-length");
         if self.0 == Role::Upstream {
-            host::remove_header(req, sluice_core::contract::request::MODEL);
+            host::REAL.remove_header(req, sluice_core::contract::request::MODEL);
         }
         if end_of_stream {
             Action::Continue
@@ -78,28 +78,28 @@ impl HttpContext for Floor {
         if !end_of_stream {
             return Action::Pause;
         }
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = host::REAL.body(Buffer::HttpRequestBody, 0, body_size);
         if self.0 == Role::Route {
             if let Some(m) = model(&body) {
-                host::set_header(
+                host::REAL.set_header(
                     host::map_request(),
                     sluice_core::contract::request::MODEL,
                     Some(m),
                 );
             }
         }
-        host::set_body(Buffer::HttpRequestBody, 0, body_size, &body);
+        host::REAL.set_body(Buffer::HttpRequestBody, 0, body_size, &body);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
-        host::remove_header(host::map_response(), "content-length");
+        host::REAL.remove_header(host::map_response(), "content-length");
         Action::Continue
     }
 
     fn on_http_response_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
-        let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
-        host::set_body(Buffer::HttpResponseBody, 0, body_size, &chunk);
+        let chunk = host::REAL.body(Buffer::HttpResponseBody, 0, body_size);
+        host::REAL.set_body(Buffer::HttpResponseBody, 0, body_size, &chunk);
         Action::Continue
     }
 }

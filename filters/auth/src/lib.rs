@@ -15,7 +15,7 @@ use sluice_core::openai::Usage;
 use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
 use sluice_core::GatewayError;
-use sluice_host::{self as host, Buffer, Counters, SharedData};
+use sluice_host::{self as host, Buffer, Counters, Host, Shared};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -79,25 +79,7 @@ impl RootContext for Root {
         let config = Rc::clone(self.config.as_ref()?);
         Some(sluice_host::http_context(
             "auth",
-            Auth {
-                config,
-                metrics: Rc::clone(&self.metrics),
-                principal: None,
-                chat: false,
-                model: String::new(),
-                stream: false,
-                asked_usage: false,
-                prompt_estimate: 0,
-                reservation: None,
-                rate_headers: Vec::new(),
-                status: 0,
-                served_model: None,
-                cache_hit: false,
-                json: None,
-                tap: None,
-                strip: false,
-                settled: false,
-            },
+            Auth::new(&sluice_host::REAL, config, Rc::clone(&self.metrics)),
         ))
     }
 
@@ -113,6 +95,7 @@ struct Reservation {
 }
 
 struct Auth {
+    host: &'static dyn Host,
     config: Rc<AuthConfig>,
     metrics: Rc<RefCell<Counters>>,
     principal: Option<usize>,
@@ -133,6 +116,33 @@ struct Auth {
 }
 
 impl Auth {
+    fn new(
+        host: &'static dyn Host,
+        config: Rc<AuthConfig>,
+        metrics: Rc<RefCell<Counters>>,
+    ) -> Self {
+        Auth {
+            host,
+            config,
+            metrics,
+            principal: None,
+            chat: false,
+            model: String::new(),
+            stream: false,
+            asked_usage: false,
+            prompt_estimate: 0,
+            reservation: None,
+            rate_headers: Vec::new(),
+            status: 0,
+            served_model: None,
+            cache_hit: false,
+            json: None,
+            tap: None,
+            strip: false,
+            settled: false,
+        }
+    }
+
     fn principal(&self) -> Option<&Principal> {
         self.principal.and_then(|i| self.config.principals.get(i))
     }
@@ -145,18 +155,19 @@ impl Auth {
     fn refuse(&mut self, err: &GatewayError, reason: &str) -> Action {
         let team = label(&self.team());
         self.metrics.borrow_mut().add(
+            self.host,
             &format!("sluice_auth.team.{team}.reason.{}.refused", label(reason)),
             1,
         );
-        host::set_log_field(property::REFUSAL, reason);
+        self.host.set_log_field(property::REFUSAL, reason);
         let mut headers = err.headers();
         headers.extend(self.rate_headers.iter().cloned());
-        host::send(err.status, &headers, &err.body());
+        self.host.send(err.status, &headers, &err.body());
         Action::Pause
     }
 
     fn now(&self) -> Now {
-        self.config.windows.at(host::now_secs())
+        self.config.windows.at(self.host.now_secs())
     }
 
     /// OpenAI's x-ratelimit-* headers from the tightest scope of each kind.
@@ -187,7 +198,7 @@ impl Auth {
         let Some(p) = self.principal().cloned() else {
             return Action::Continue;
         };
-        let store = SharedData;
+        let store = Shared(self.host);
         let now = self.now();
         let read = |key: &str| {
             let mut r = store
@@ -232,7 +243,7 @@ impl Auth {
         }
         let body =
             json!({"object": "sluice.usage", "keys": keys, "projects": projects, "teams": teams});
-        host::send(
+        self.host.send(
             200,
             &[("content-type", "application/json".into())],
             body.to_string().as_bytes(),
@@ -290,7 +301,7 @@ impl Auth {
             partial,
         };
         quota::settle_all(
-            &SharedData,
+            &Shared(self.host),
             &res.scopes,
             res.ask,
             &res.at,
@@ -300,23 +311,33 @@ impl Auth {
         let (team, m) = (label(&p.team), label(self.config.model_label(&model)));
         let mut metrics = self.metrics.borrow_mut();
         metrics.add(
+            self.host,
             &format!("sluice_auth.team.{team}.model.{m}.tokens_in"),
             usage.prompt_tokens,
         );
         metrics.add(
+            self.host,
             &format!("sluice_auth.team.{team}.model.{m}.tokens_out"),
             usage.completion_tokens,
         );
         metrics.add(
+            self.host,
             &format!("sluice_auth.team.{team}.model.{m}.cost_micro_usd"),
             cost,
         );
         if partial {
-            metrics.add(&format!("sluice_auth.team.{team}.model.{m}.partial"), 1);
+            metrics.add(
+                self.host,
+                &format!("sluice_auth.team.{team}.model.{m}.partial"),
+                1,
+            );
         }
-        host::set_log_field(property::TOKENS_IN, &usage.prompt_tokens.to_string());
-        host::set_log_field(property::TOKENS_OUT, &usage.completion_tokens.to_string());
-        host::set_log_field(property::COST_MICRO_USD, &cost.to_string());
+        self.host
+            .set_log_field(property::TOKENS_IN, &usage.prompt_tokens.to_string());
+        self.host
+            .set_log_field(property::TOKENS_OUT, &usage.completion_tokens.to_string());
+        self.host
+            .set_log_field(property::COST_MICRO_USD, &cost.to_string());
     }
 }
 
@@ -325,12 +346,12 @@ impl Context for Auth {}
 impl HttpContext for Auth {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let headers = host::Headers::read(req);
-        headers.strip_internal(false);
+        let headers = self.host.read_headers(req);
+        headers.strip_internal(self.host, false);
         let key = auth::presented_key(headers.get("authorization"), headers.get("x-api-key"));
         // The client's credential never goes further, whatever happens next.
-        host::remove_header(req, "authorization");
-        host::remove_header(req, "x-api-key");
+        self.host.remove_header(req, "authorization");
+        self.host.remove_header(req, "x-api-key");
         let key = match key {
             Ok(k) => k,
             Err(e) => return self.refuse(&e, "invalid_api_key"),
@@ -341,9 +362,10 @@ impl HttpContext for Auth {
         };
         self.principal = self.config.principals.iter().position(|p| p.id == id);
         if let Some(p) = self.principal() {
-            host::set_log_field(property::KEY_ID, &p.id);
-            host::set_log_field(property::TEAM, &p.team);
-            host::set_log_field(property::PROJECT, p.project.as_deref().unwrap_or("-"));
+            self.host.set_log_field(property::KEY_ID, &p.id);
+            self.host.set_log_field(property::TEAM, &p.team);
+            self.host
+                .set_log_field(property::PROJECT, p.project.as_deref().unwrap_or("-"));
         }
         match host::endpoint(&headers) {
             Some(Endpoint::Usage) => self.usage_endpoint(),
@@ -368,7 +390,7 @@ impl HttpContext for Auth {
             return Action::Pause;
         }
         self.chat = false;
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         // Bad bodies are the translate filter's to refuse, with a precise message.
         let Ok(v) = host::request_json(&body) else {
             return Action::Continue;
@@ -418,14 +440,16 @@ impl HttpContext for Auth {
         };
         let scopes = self.config.scopes(&p);
         let now = self.now();
-        match quota::admit_all(&SharedData, &scopes, ask, &now) {
+        match quota::admit_all(&Shared(self.host), &scopes, ask, &now) {
             Ok(records) => {
                 self.set_rate_headers(&scopes, &records, &now);
                 let team = label(&p.team);
                 let m = label(self.config.model_label(&self.model));
-                self.metrics
-                    .borrow_mut()
-                    .add(&format!("sluice_auth.team.{team}.model.{m}.requests"), 1);
+                self.metrics.borrow_mut().add(
+                    self.host,
+                    &format!("sluice_auth.team.{team}.model.{m}.requests"),
+                    1,
+                );
                 self.reservation = Some(Reservation {
                     scopes,
                     ask,
@@ -438,7 +462,7 @@ impl HttpContext for Auth {
                 let records: Vec<Record> = scopes
                     .iter()
                     .map(|s| {
-                        let mut r = SharedData
+                        let mut r = Shared(self.host)
                             .get(&s.key)
                             .0
                             .map(|b| Record::decode(&b))
@@ -456,12 +480,12 @@ impl HttpContext for Auth {
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         let resp = host::map_response();
         for (k, v) in &self.rate_headers {
-            host::set_header(resp, k, Some(v));
+            self.host.set_header(resp, k, Some(v));
         }
         if self.reservation.is_none() {
             return Action::Continue;
         }
-        let headers = host::Headers::read(resp);
+        let headers = self.host.read_headers(resp);
         self.status = headers
             .get_str(":status")
             .and_then(|s| s.parse().ok())
@@ -478,7 +502,7 @@ impl HttpContext for Auth {
                 self.strip =
                     self.config.strip_unrequested_usage && self.stream && !self.asked_usage;
                 if self.strip {
-                    host::remove_header(resp, "content-length");
+                    self.host.remove_header(resp, "content-length");
                 }
                 self.tap = Some(UsageTap::new(self.strip));
             } else {
@@ -490,17 +514,18 @@ impl HttpContext for Auth {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(tap) = self.tap.as_mut() {
-            let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+            let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
             let mut out = tap.feed(&chunk);
             if end_of_stream {
                 out.extend(tap.finish());
             }
             if self.strip {
-                host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                self.host
+                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
             }
         } else if let Some(buf) = self.json.as_mut() {
             // A copy: the body flows on unchanged while it is read.
-            buf.extend(host::body(Buffer::HttpResponseBody, 0, body_size));
+            buf.extend(self.host.body(Buffer::HttpResponseBody, 0, body_size));
         }
         if end_of_stream {
             self.settle();
@@ -511,5 +536,150 @@ impl HttpContext for Auth {
     /// Runs when the stream ends in any way (also after a reset): nothing stays reserved.
     fn on_log(&mut self) {
         self.settle();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_host::fake::FakeHost;
+
+    fn config() -> Rc<AuthConfig> {
+        let hash = {
+            use sha2::{Digest, Sha256};
+            Sha256::digest(b"sk-test")
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        };
+        let raw = serde_json::json!({
+            "keys": [{"id": "k1", "sha256": hash, "team": "t", "limits": {"tokens_per_minute": 1000}}],
+            "prices": {"mock-*": {"input": 1, "output": 2}, "mock-gpt": {"input": 10, "output": 20}},
+            "models": ["mock-gpt"],
+            "default_max_tokens": 100
+        });
+        Rc::new(AuthConfig::from_json(raw.to_string().as_bytes()).unwrap())
+    }
+
+    fn auth(host: &'static FakeHost, config: &Rc<AuthConfig>) -> Auth {
+        Auth::new(
+            host,
+            Rc::clone(config),
+            Rc::new(RefCell::new(Counters::new(100))),
+        )
+    }
+
+    fn chat(host: &'static FakeHost, a: &mut Auth, body: &str) -> Action {
+        host.with_request(
+            "POST",
+            "/v1/chat/completions",
+            &[("authorization", "Bearer sk-test")],
+        );
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        assert!(matches!(a.on_http_request_headers(0, false), Action::Pause));
+        assert_eq!(
+            host.request_header("authorization"),
+            None,
+            "the client's key goes no further"
+        );
+        a.on_http_request_body(body.len(), true)
+    }
+
+    #[test]
+    fn unknown_or_missing_keys_are_401_before_the_body() {
+        for h in [
+            vec![],
+            vec![("authorization", "Bearer sk-nope")],
+            vec![("x-api-key", "sk-nope")],
+        ] {
+            let host = FakeHost::leak();
+            host.with_request("POST", "/v1/chat/completions", &h);
+            let mut a = auth(host, &config());
+            assert!(matches!(a.on_http_request_headers(0, false), Action::Pause));
+            assert_eq!(host.reply().unwrap().status, 401);
+            assert_eq!(
+                host.property_str(property::REFUSAL).as_deref(),
+                Some("invalid_api_key")
+            );
+        }
+    }
+
+    #[test]
+    fn reserves_then_settles_to_the_real_usage() {
+        let host = FakeHost::leak();
+        host.now.set(1_000_000);
+        let config = config();
+        let mut a = auth(host, &config);
+        let body = r#"{"model":"mock-gpt","max_tokens":50,"messages":[{"role":"user","content":"hello there"}]}"#;
+        assert!(matches!(chat(host, &mut a, body), Action::Continue));
+        let team = Record::decode(&host.shared_get(&key::quota_team("t")).0.unwrap());
+        assert!(team.in_flight == 1 && team.tokens_minute >= 50, "{team:?}");
+        host.with_response(
+            200,
+            &[
+                ("content-type", "application/json"),
+                (contract::response::SERVED_MODEL, "mock-gpt"),
+            ],
+        );
+        a.on_http_response_headers(0, false);
+        assert!(host
+            .response_header("x-ratelimit-remaining-tokens")
+            .is_some());
+        let answer = br#"{"choices":[{"index":0,"message":{"content":"hi"}}],"usage":{"prompt_tokens":7,"completion_tokens":3}}"#;
+        *host.response_body.borrow_mut() = answer.to_vec();
+        a.on_http_response_body(answer.len(), true);
+        a.on_log(); // settles once, whatever calls it
+        let key = Record::decode(&host.shared_get(&key::quota_key("k1")).0.unwrap());
+        assert_eq!((key.in_flight, key.tokens_minute), (0, 10));
+        assert_eq!(host.property_str(property::TOKENS_IN).as_deref(), Some("7"));
+        // 7 x 10 + 3 x 20 USD per million tokens = 130 micro-USD.
+        assert_eq!(
+            host.property_str(property::COST_MICRO_USD).as_deref(),
+            Some("130")
+        );
+        assert_eq!(
+            host.metric("sluice_auth.team.t.model.mock-gpt.tokens_in"),
+            7
+        );
+    }
+
+    #[test]
+    fn a_request_over_the_limit_is_429_with_rate_headers() {
+        let host = FakeHost::leak();
+        host.now.set(1_000_000);
+        let config = config();
+        let body =
+            r#"{"model":"mock-gpt","max_tokens":2000,"messages":[{"role":"user","content":"x"}]}"#;
+        let mut a = auth(host, &config);
+        assert!(matches!(chat(host, &mut a, body), Action::Pause));
+        let r = host.reply().unwrap();
+        assert_eq!(r.status, 429);
+        assert!(r
+            .headers
+            .iter()
+            .any(|(k, _)| k == "x-ratelimit-limit-tokens"));
+    }
+
+    #[test]
+    fn unknown_models_count_as_other_and_bad_names_reserve_nothing() {
+        let host = FakeHost::leak();
+        host.now.set(1_000_000);
+        let config = config();
+        let mut a = auth(host, &config);
+        chat(
+            host,
+            &mut a,
+            r#"{"model":"mock-made-up-1","max_tokens":5,"messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert_eq!(host.metric("sluice_auth.team.t.model.other.requests"), 1);
+        assert!(host.metrics.borrow().keys().all(|k| !k.contains("made-up")));
+        let host = FakeHost::leak();
+        let mut a = auth(host, &config);
+        chat(
+            host,
+            &mut a,
+            r#"{"model":"../x","messages":[{"role":"user","content":"x"}]}"#,
+        );
+        assert!(host.shared.borrow().is_empty() && host.reply().is_none());
     }
 }

@@ -10,7 +10,7 @@ use serde_json::Value;
 use sluice_core::cache::{self, Assembler, Bounds, Cache};
 use sluice_core::contract::{self, property, Endpoint};
 use sluice_core::models::Ranked;
-use sluice_host::{self as host, Buffer, Counters, SharedData};
+use sluice_host::{self as host, Buffer, Counters, Host, Shared};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -78,6 +78,20 @@ struct Config {
     usage_in_replay: bool,
 }
 
+impl Config {
+    /// The plugin configuration, checked and compiled once.
+    fn compile(raw: &[u8]) -> Result<Config, String> {
+        let mut de = serde_json::Deserializer::from_slice(raw);
+        let mut c: Config = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| format!("field '{}': {}", e.path(), e.inner()))?;
+        if c.max_entries == 0 || c.max_bytes == 0 {
+            return Err("max_entries and max_bytes must be positive".into());
+        }
+        c.ranked_ttl = Ranked::new(c.model_ttl.clone());
+        Ok(c)
+    }
+}
+
 /// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
 /// module (filters/sluice) creates it for the plugin's `root_id`.
 pub fn root() -> Box<dyn RootContext> {
@@ -96,26 +110,15 @@ impl Context for Root {}
 
 impl RootContext for Root {
     fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = host::plugin_configuration();
-        let mut de = serde_json::Deserializer::from_slice(&raw);
-        match serde_path_to_error::deserialize::<_, Config>(&mut de) {
-            Ok(mut c) if c.max_entries > 0 && c.max_bytes > 0 => {
-                c.ranked_ttl = Ranked::new(c.model_ttl.clone());
+        match Config::compile(&host::plugin_configuration()) {
+            Ok(c) => {
                 self.config = Some(Rc::new(c));
                 true
-            }
-            Ok(_) => {
-                host::log(LogLevel::Error, "sluice-cache: configuration refused: max_entries and max_bytes must be positive");
-                false
             }
             Err(e) => {
                 host::log(
                     LogLevel::Error,
-                    &format!(
-                        "sluice-cache: configuration refused: field '{}': {}",
-                        e.path(),
-                        e.inner()
-                    ),
+                    &format!("sluice-cache: configuration refused: {e}"),
                 );
                 false
             }
@@ -127,6 +130,7 @@ impl RootContext for Root {
         Some(sluice_host::http_context(
             "cache",
             CacheCtx {
+                host: &sluice_host::REAL,
                 config,
                 metrics: Rc::clone(&self.metrics),
                 state: State::Idle,
@@ -161,6 +165,7 @@ enum State {
 }
 
 struct CacheCtx {
+    host: &'static dyn Host,
     config: Rc<Config>,
     metrics: Rc<RefCell<Counters>>,
     state: State,
@@ -177,7 +182,8 @@ impl CacheCtx {
 
     fn tenant(&self) -> String {
         let prop = |name: &str| {
-            host::property(vec![name])
+            self.host
+                .property(&[name])
                 .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_else(|| "-".into())
         };
@@ -210,8 +216,8 @@ impl Context for CacheCtx {}
 
 impl HttpContext for CacheCtx {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
-        let headers = host::Headers::read(host::map_request());
-        headers.strip_internal(false);
+        let headers = self.host.read_headers(host::map_request());
+        headers.strip_internal(self.host, false);
         if host::endpoint(&headers) != Some(Endpoint::ChatCompletions) || end_of_stream {
             return Action::Continue;
         }
@@ -247,24 +253,28 @@ impl HttpContext for CacheCtx {
             return Action::Pause;
         }
         self.state = State::Bypass;
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         let Ok(v) = host::request_json(&body) else {
             return Action::Continue;
         };
         let deterministic = v.get("temperature").and_then(Value::as_f64) == Some(0.0);
         if (self.config.deterministic_only && !deterministic && !force) || (no_cache && no_store) {
-            self.metrics.borrow_mut().add("sluice_cache.bypasses", 1);
+            self.metrics
+                .borrow_mut()
+                .add(self.host, "sluice_cache.bypasses", 1);
             return Action::Continue;
         }
         let hash = cache::key(&self.tenant(), &v);
-        let now = host::now_secs();
+        let now = self.host.now_secs();
         if !no_cache {
             let c = Cache {
-                store: &SharedData,
+                store: &Shared(self.host),
                 bounds: self.bounds(),
             };
             if let Some(entry) = c.lookup(&hash, now) {
-                self.metrics.borrow_mut().add("sluice_cache.hits", 1);
+                self.metrics
+                    .borrow_mut()
+                    .add(self.host, "sluice_cache.hits", 1);
                 let stream = v.get("stream").and_then(Value::as_bool) == Some(true);
                 let asked = v
                     .pointer("/stream_options/include_usage")
@@ -287,7 +297,7 @@ impl HttpContext for CacheCtx {
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string();
-                host::send(
+                self.host.send(
                     200,
                     &[
                         ("content-type", ctype.into()),
@@ -306,10 +316,14 @@ impl HttpContext for CacheCtx {
             }
         }
         if no_store {
-            self.metrics.borrow_mut().add("sluice_cache.bypasses", 1);
+            self.metrics
+                .borrow_mut()
+                .add(self.host, "sluice_cache.bypasses", 1);
             return Action::Continue;
         }
-        self.metrics.borrow_mut().add("sluice_cache.misses", 1);
+        self.metrics
+            .borrow_mut()
+            .add(self.host, "sluice_cache.misses", 1);
         let model = v.get("model").and_then(Value::as_str).unwrap_or_default();
         let ttl = self.ttl(model, ttl);
         self.state = State::Miss {
@@ -326,10 +340,13 @@ impl HttpContext for CacheCtx {
         let resp = host::map_response();
         let max = self.config.max_entry_bytes;
         match &mut self.state {
-            State::Bypass => host::set_header(resp, contract::response::CACHE, Some("bypass")),
+            State::Bypass => self
+                .host
+                .set_header(resp, contract::response::CACHE, Some("bypass")),
             State::Miss { json, sse, ok, .. } => {
-                host::set_header(resp, contract::response::CACHE, Some("miss"));
-                let headers = host::Headers::read(resp);
+                self.host
+                    .set_header(resp, contract::response::CACHE, Some("miss"));
+                let headers = self.host.read_headers(resp);
                 *ok = headers.get_str(":status") == Some("200");
                 if headers
                     .get_str("content-type")
@@ -360,7 +377,7 @@ impl HttpContext for CacheCtx {
         if !*ok {
             return Action::Continue;
         }
-        let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+        let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
         if let Some(a) = sse.as_mut() {
             a.feed(&chunk);
         } else if let Some(buf) = json.as_mut() {
@@ -369,7 +386,9 @@ impl HttpContext for CacheCtx {
             } else {
                 *ok = false; // over the entry limit: not stored
                 *json = None;
-                self.metrics.borrow_mut().add("sluice_cache.too_large", 1);
+                self.metrics
+                    .borrow_mut()
+                    .add(self.host, "sluice_cache.too_large", 1);
                 return Action::Continue;
             }
         }
@@ -391,22 +410,120 @@ impl HttpContext for CacheCtx {
         };
         let (hash, ttl) = (*hash, *ttl);
         if let Some(completion) = completion {
-            let now = host::now_secs();
+            let now = self.host.now_secs();
             let c = Cache {
-                store: &SharedData,
+                store: &Shared(self.host),
                 bounds,
             };
             let out = c.insert_json(&hash, now, &completion, ttl, now);
             let mut m = self.metrics.borrow_mut();
             if out.stored {
-                m.add("sluice_cache.stored", 1);
-                m.add("sluice_cache.stored_bytes", out.bytes);
+                m.add(self.host, "sluice_cache.stored", 1);
+                m.add(self.host, "sluice_cache.stored_bytes", out.bytes);
             }
-            m.add("sluice_cache.evictions", u64::from(out.evicted));
-            m.add("sluice_cache.expired_reclaimed", u64::from(out.expired));
-            m.add("sluice_cache.too_large", u64::from(out.too_large));
+            m.add(self.host, "sluice_cache.evictions", u64::from(out.evicted));
+            m.add(
+                self.host,
+                "sluice_cache.expired_reclaimed",
+                u64::from(out.expired),
+            );
+            m.add(
+                self.host,
+                "sluice_cache.too_large",
+                u64::from(out.too_large),
+            );
         }
         self.state = State::Idle;
         Action::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_host::fake::FakeHost;
+
+    const ANSWER: &[u8] = br#"{"id":"c1","object":"chat.completion","model":"m","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1,"total_tokens":2}}"#;
+
+    /// One request through the cache; `answer` is what the upstream says on a miss.
+    fn run(host: &'static FakeHost, team: &str, path: &str, body: &str) -> Option<Vec<u8>> {
+        let config =
+            Rc::new(Config::compile(br#"{"model_ttl":{"gpt-*":10,"gpt-4o":20}}"#).unwrap());
+        host.properties
+            .borrow_mut()
+            .insert(property::TEAM.into(), team.as_bytes().to_vec());
+        host.with_request("POST", path, &[]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        *host.sent.borrow_mut() = None;
+        let mut c = CacheCtx {
+            host,
+            config,
+            metrics: Rc::new(RefCell::new(Counters::new(32))),
+            state: State::Idle,
+        };
+        c.on_http_request_headers(0, false);
+        c.on_http_request_body(body.len(), true);
+        if let Some(r) = host.reply() {
+            return Some(r.body);
+        }
+        host.with_response(200, &[("content-type", "application/json")]);
+        c.on_http_response_headers(0, false);
+        *host.response_body.borrow_mut() = ANSWER.to_vec();
+        c.on_http_response_body(ANSWER.len(), true);
+        None
+    }
+
+    const BODY: &str =
+        r#"{"model":"gpt-4o","temperature":0,"messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn stores_a_miss_and_replays_it_to_the_same_tenant_only() {
+        let host = FakeHost::leak();
+        host.now.set(1000);
+        assert!(run(host, "a", "/v1/chat/completions", BODY).is_none());
+        assert_eq!(
+            host.response_header(contract::response::CACHE).as_deref(),
+            Some("miss")
+        );
+        // The same request on a path variant of the route table is the same entry.
+        let hit = run(host, "a", "/v1/chat/completions/", BODY).expect("a hit");
+        let v: serde_json::Value = serde_json::from_slice(&hit).unwrap();
+        assert_eq!(v["choices"][0]["message"]["content"], "hi");
+        assert!(host
+            .reply()
+            .unwrap()
+            .headers
+            .contains(&(contract::response::CACHE.into(), "hit".into())));
+        assert!(
+            run(host, "b", "/v1/chat/completions", BODY).is_none(),
+            "another team"
+        );
+        // Exact model_ttl beats the glob: 20 s, so expired at +21.
+        host.now.set(1015);
+        assert!(run(host, "a", "/v1/chat/completions", BODY).is_some());
+        host.now.set(1021);
+        assert!(run(host, "a", "/v1/chat/completions", BODY).is_none());
+    }
+
+    #[test]
+    fn ttl_ranks_exact_names_first() {
+        let c = CacheCtx {
+            host: FakeHost::leak(),
+            config: Rc::new(
+                Config::compile(br#"{"model_ttl":{"gpt-*":10,"gpt-4o":20,"gpt-4o-*":30}}"#)
+                    .unwrap(),
+            ),
+            metrics: Rc::default(),
+            state: State::Idle,
+        };
+        assert_eq!(c.ttl("gpt-4o", None), 20);
+        assert_eq!(c.ttl("gpt-4o-mini", None), 30);
+        assert_eq!(c.ttl("gpt-5", None), 10);
+        assert_eq!(c.ttl("claude", None), 3600);
+        assert_eq!(c.ttl("gpt-4o", Some(999_999)), 86_400);
+        assert!(Config::compile(br#"{"max_entries":0}"#).is_err());
+        assert!(Config::compile(br#"{"bogus":1}"#)
+            .unwrap_err()
+            .contains("bogus"));
     }
 }

@@ -139,12 +139,18 @@ pub fn filter_metadata(buf: &[u8], namespace: &str) -> Option<Value> {
     None
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
+/// Encodes Envoy host metadata (`envoy.config.core.v3.Metadata` with one `filter_metadata`
+/// entry) as the host serializes it: for tests of the filters against a fake host.
+pub fn encode_filter_metadata(namespace: &str, value: &Value) -> Vec<u8> {
+    let mut md = Vec::new();
+    enc::bytes(1, &enc::entry(namespace, &enc::enc_struct(value)), &mut md);
+    md
+}
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
+mod enc {
+    use serde_json::Value;
+
+    pub(super) fn varint(mut v: u64, out: &mut Vec<u8>) {
         loop {
             let b = (v & 0x7f) as u8;
             v >>= 7;
@@ -155,18 +161,18 @@ mod tests {
             out.push(b | 0x80);
         }
     }
-    fn bytes(num: u64, b: &[u8], out: &mut Vec<u8>) {
+    pub(super) fn bytes(num: u64, b: &[u8], out: &mut Vec<u8>) {
         varint(num << 3 | 2, out);
         varint(b.len() as u64, out);
         out.extend_from_slice(b);
     }
-    fn entry(k: &str, v: &[u8]) -> Vec<u8> {
+    pub(super) fn entry(k: &str, v: &[u8]) -> Vec<u8> {
         let mut e = Vec::new();
         bytes(1, k.as_bytes(), &mut e);
         bytes(2, v, &mut e);
         e
     }
-    fn enc_value(v: &Value) -> Vec<u8> {
+    pub(super) fn enc_value(v: &Value) -> Vec<u8> {
         let mut o = Vec::new();
         match v {
             Value::Null => {
@@ -175,12 +181,12 @@ mod tests {
             }
             Value::Number(n) => {
                 varint(2 << 3 | 1, &mut o);
-                o.extend_from_slice(&n.as_f64().unwrap().to_bits().to_le_bytes());
+                o.extend_from_slice(&n.as_f64().unwrap_or(0.0).to_bits().to_le_bytes());
             }
             Value::String(s) => bytes(3, s.as_bytes(), &mut o),
             Value::Bool(b) => {
                 varint(4 << 3, &mut o);
-                varint(*b as u64, &mut o);
+                varint(u64::from(*b), &mut o);
             }
             Value::Object(_) => bytes(5, &enc_struct(v), &mut o),
             Value::Array(a) => {
@@ -193,13 +199,20 @@ mod tests {
         }
         o
     }
-    fn enc_struct(v: &Value) -> Vec<u8> {
+    pub(super) fn enc_struct(v: &Value) -> Vec<u8> {
         let mut o = Vec::new();
-        for (k, v) in v.as_object().unwrap() {
+        for (k, v) in v.as_object().into_iter().flatten() {
             bytes(1, &entry(k, &enc_value(v)), &mut o);
         }
         o
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::enc::*;
+    use super::*;
+    use serde_json::json;
 
     #[test]
     fn round_trips_metadata() {

@@ -3,7 +3,7 @@
 //! request on that worker). A failed call is logged and treated as "absent" or "not done".
 
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{BufferType, LogLevel, MapType};
+use proxy_wasm::types::{BufferType, MapType};
 use serde_json::Value;
 use sluice_core::GatewayError;
 use std::cell::RefCell;
@@ -28,50 +28,193 @@ pub fn http_context<C: proxy_wasm::traits::HttpContext + 'static>(
     Box::new(ctx)
 }
 
-pub use proxy_wasm::types::{BufferType as Buffer, MapType as Map};
+pub use proxy_wasm::types::{BufferType as Buffer, LogLevel, MapType as Map};
 
-pub fn log(level: LogLevel, msg: &str) {
-    let _ = hostcalls::log(level, msg);
-}
+pub mod fake;
 
-fn warn_failed(what: &str) {
-    log(LogLevel::Warn, &format!("sluice: host call failed: {what}"));
-}
+/// What a filter asks of its host: the proxy-wasm calls Sluice uses, as one interface. The
+/// filters hold a `&'static dyn Host`: [`REAL`] in Envoy, a [`fake::FakeHost`] in their unit
+/// tests. Every call is infallible from the filter's side: a failed host call is logged and
+/// reads as "absent" or "not done" (the SDK's own methods `unwrap`, which would trap the VM).
+pub trait Host {
+    /// Every header of a map, with one call (a call that returns a value costs ~2 µs on V8).
+    fn headers(&self, map: MapType) -> Vec<(String, Vec<u8>)>;
+    fn header(&self, map: MapType, name: &str) -> Option<Vec<u8>>;
+    fn set_header(&self, map: MapType, name: &str, value: Option<&str>);
+    fn remove_header(&self, map: MapType, name: &str);
+    fn body(&self, buf: BufferType, start: usize, size: usize) -> Vec<u8>;
+    fn set_body(&self, buf: BufferType, start: usize, size: usize, value: &[u8]);
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>>;
+    fn set_property(&self, name: &str, value: &[u8]);
+    /// A local reply (the request is not forwarded).
+    fn send_http_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]);
+    fn now_secs(&self) -> u64;
+    fn log(&self, level: LogLevel, msg: &str);
+    /// Shared data (per VM id, across workers): value and CAS.
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>);
+    /// `cas: None`: create only if still absent.
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), sluice_core::quota::Conflict>;
+    /// Adds to a counter metric (defined on first use).
+    fn count(&self, id_cache: &mut Option<u32>, name: &str, by: u64);
 
-pub fn header(map: MapType, name: &str) -> Option<Vec<u8>> {
-    hostcalls::get_map_value_bytes(map, name).ok().flatten()
-}
+    // ---- built on the calls above ----
 
-/// A header as text; a value that is not UTF-8 reads as absent.
-pub fn header_str(map: MapType, name: &str) -> Option<String> {
-    header(map, name).and_then(|b| String::from_utf8(b).ok())
-}
+    fn header_str(&self, map: MapType, name: &str) -> Option<String> {
+        self.header(map, name)
+            .and_then(|b| String::from_utf8(b).ok())
+    }
 
-pub fn headers(map: MapType) -> Vec<(String, Vec<u8>)> {
-    hostcalls::get_map_bytes(map).unwrap_or_default()
-}
+    fn read_headers(&self, map: MapType) -> Headers {
+        Headers(self.headers(map))
+    }
 
-pub fn set_header(map: MapType, name: &str, value: Option<&str>) {
-    if hostcalls::set_map_value(map, name, value).is_err() {
-        warn_failed("set header");
+    /// Stores a value in the stream's filter state (readable in access logs as
+    /// `%FILTER_STATE(wasm.<name>:PLAIN)%`), escaped by `contract::escape_for_header`: nothing a
+    /// client sent can start a log line or grow it without bound.
+    fn set_log_field(&self, name: &str, value: &str) {
+        let value = sluice_core::contract::escape_for_header(value);
+        self.set_property(name, value.as_bytes());
+    }
+
+    /// Sets a response header to a value escaped by `contract::escape_for_header`.
+    fn set_response_header(&self, name: &str, value: &str) {
+        let value = sluice_core::contract::escape_for_header(value);
+        self.set_header(MapType::HttpResponseHeaders, name, Some(&value));
+    }
+
+    /// Answers the request locally. Marks the request first (`contract::request::LOCAL_REPLY`),
+    /// so that Envoy's local-reply mappers, which put Envoy's own replies in the envelope, leave
+    /// this one as it is.
+    fn send(&self, status: u16, headers: &[(&str, String)], body: &[u8]) {
+        self.set_header(
+            MapType::HttpRequestHeaders,
+            sluice_core::contract::request::LOCAL_REPLY,
+            Some("1"),
+        );
+        let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        self.send_http_response(status, &h, body);
+    }
+
+    /// Answers locally with an OpenAI error envelope.
+    fn send_error(&self, err: &GatewayError) {
+        self.send(err.status, &err.headers(), &err.body());
     }
 }
 
-pub fn remove_header(map: MapType, name: &str) {
-    let _ = hostcalls::remove_map_value(map, name);
+/// The proxy-wasm host of Envoy.
+pub struct RealHost;
+
+/// The host every filter uses in Envoy.
+pub static REAL: RealHost = RealHost;
+
+fn warn_failed(what: &str) {
+    let _ = hostcalls::log(LogLevel::Warn, &format!("sluice: host call failed: {what}"));
 }
 
-/// Every header of a map, read with one host call. A host call that returns a value costs
-/// about as much as one that returns the whole map (Envoy calls back into the VM to allocate
-/// what it returns: ~2 µs on V8 here, `make bench` shows it), so a callback that needs two or
-/// more headers reads them all at once. A snapshot: later changes to the map are not in it.
+impl Host for RealHost {
+    fn headers(&self, map: MapType) -> Vec<(String, Vec<u8>)> {
+        hostcalls::get_map_bytes(map).unwrap_or_default()
+    }
+
+    fn header(&self, map: MapType, name: &str) -> Option<Vec<u8>> {
+        hostcalls::get_map_value_bytes(map, name).ok().flatten()
+    }
+
+    fn set_header(&self, map: MapType, name: &str, value: Option<&str>) {
+        if hostcalls::set_map_value(map, name, value).is_err() {
+            warn_failed("set header");
+        }
+    }
+
+    fn remove_header(&self, map: MapType, name: &str) {
+        let _ = hostcalls::remove_map_value(map, name);
+    }
+
+    fn body(&self, buf: BufferType, start: usize, size: usize) -> Vec<u8> {
+        hostcalls::get_buffer(buf, start, size)
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn set_body(&self, buf: BufferType, start: usize, size: usize, value: &[u8]) {
+        if hostcalls::set_buffer(buf, start, size, value).is_err() {
+            warn_failed("set body");
+        }
+    }
+
+    fn property(&self, path: &[&str]) -> Option<Vec<u8>> {
+        hostcalls::get_property(path.to_vec()).ok().flatten()
+    }
+
+    fn set_property(&self, name: &str, value: &[u8]) {
+        if hostcalls::set_property(vec![name], Some(value)).is_err() {
+            warn_failed("set property");
+        }
+    }
+
+    fn send_http_response(&self, status: u16, headers: &[(&str, &str)], body: &[u8]) {
+        if hostcalls::send_http_response(u32::from(status), headers.to_vec(), Some(body)).is_err() {
+            warn_failed("send response");
+        }
+    }
+
+    fn now_secs(&self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    fn log(&self, level: LogLevel, msg: &str) {
+        let _ = hostcalls::log(level, msg);
+    }
+
+    fn shared_get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        hostcalls::get_shared_data(key).unwrap_or((None, None))
+    }
+
+    /// Envoy writes unconditionally when the CAS is 0 and only compares it when the key
+    /// exists, so "create only if still absent" is a write with a CAS no live entry has
+    /// (`u32::MAX`): it fails if another worker created the key in between.
+    fn shared_set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), sluice_core::quota::Conflict> {
+        hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(u32::MAX)))
+            .map_err(|_| sluice_core::quota::Conflict)
+    }
+
+    fn count(&self, id_cache: &mut Option<u32>, name: &str, by: u64) {
+        if id_cache.is_none() {
+            *id_cache = hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok();
+        }
+        if let Some(id) = *id_cache {
+            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// Logs through the real host (for root contexts, which run in Envoy only).
+pub fn log(level: LogLevel, msg: &str) {
+    REAL.log(level, msg);
+}
+
+/// A header map read with one host call. A host call that returns a value costs about as much
+/// as one that returns the whole map (Envoy calls back into the VM to allocate what it returns:
+/// ~2 µs on V8 here, `make bench` shows it), so a callback that needs two or more headers reads
+/// them all at once. A snapshot: later changes to the map are not in it.
 pub struct Headers(Vec<(String, Vec<u8>)>);
 
 impl Headers {
-    pub fn read(map: MapType) -> Headers {
-        Headers(headers(map))
-    }
-
     /// The first value of `name` (Envoy's names are lower-case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
         self.0
@@ -92,16 +235,42 @@ impl Headers {
 
     /// Removes the internal `x-sluice-*` request headers a client sent (all but the controls
     /// `contract::is_client_control` names; `and_controls` removes those too).
-    pub fn strip_internal(&self, and_controls: bool) {
+    pub fn strip_internal(&self, host: &dyn Host, and_controls: bool) {
         use sluice_core::contract;
         for (name, _) in &self.0 {
             let n = name.to_ascii_lowercase();
             if n.starts_with(contract::HEADER_PREFIX)
                 && (and_controls || !contract::is_client_control(&n))
             {
-                remove_header(MapType::HttpRequestHeaders, name);
+                host.remove_header(MapType::HttpRequestHeaders, name);
             }
         }
+    }
+}
+
+/// The route table's answer for this request (`contract::route`), from its headers.
+pub fn endpoint(headers: &Headers) -> Option<sluice_core::contract::Endpoint<'_>> {
+    sluice_core::contract::route(
+        headers.get_str(":method").unwrap_or_default(),
+        headers.get_str(":path").unwrap_or_default(),
+    )
+}
+
+/// A host's shared data as a CAS store for `sluice_core::quota` and `sluice_core::cache`.
+pub struct Shared<'a>(pub &'a dyn Host);
+
+impl sluice_core::quota::Store for Shared<'_> {
+    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+        self.0.shared_get(key)
+    }
+
+    fn set(
+        &self,
+        key: &str,
+        value: &[u8],
+        cas: Option<u32>,
+    ) -> Result<(), sluice_core::quota::Conflict> {
+        self.0.shared_set(key, value, cas)
     }
 }
 
@@ -152,70 +321,6 @@ pub fn response_json(body: &[u8]) -> Option<Rc<Value>> {
     shared_parse(&LAST_RESPONSE, body, |b| serde_json::from_slice::<Value>(b)).ok()
 }
 
-pub fn body(buf: BufferType, start: usize, size: usize) -> Vec<u8> {
-    hostcalls::get_buffer(buf, start, size)
-        .ok()
-        .flatten()
-        .unwrap_or_default()
-}
-
-pub fn set_body(buf: BufferType, start: usize, size: usize, value: &[u8]) {
-    if hostcalls::set_buffer(buf, start, size, value).is_err() {
-        warn_failed("set body");
-    }
-}
-
-pub fn property(path: Vec<&str>) -> Option<Vec<u8>> {
-    hostcalls::get_property(path).ok().flatten()
-}
-
-/// Stores a value in the stream's filter state (readable in access logs as
-/// `%FILTER_STATE(wasm.<name>:PLAIN)%`), escaped by `contract::escape_for_header`: nothing a
-/// client sent can start a log line or grow it without bound.
-pub fn set_log_field(name: &str, value: &str) {
-    let value = sluice_core::contract::escape_for_header(value);
-    if hostcalls::set_property(vec![name], Some(value.as_bytes())).is_err() {
-        warn_failed("set property");
-    }
-}
-
-/// Sets a response header to a value escaped by `contract::escape_for_header`.
-pub fn set_response_header(name: &str, value: &str) {
-    let value = sluice_core::contract::escape_for_header(value);
-    set_header(MapType::HttpResponseHeaders, name, Some(&value));
-}
-
-/// The route table's answer for this request (`contract::route`), from its headers.
-pub fn endpoint(headers: &Headers) -> Option<sluice_core::contract::Endpoint<'_>> {
-    sluice_core::contract::route(
-        headers.get_str(":method").unwrap_or_default(),
-        headers.get_str(":path").unwrap_or_default(),
-    )
-}
-
-/// Shared data (per VM id, across worker threads) as a CAS store for `sluice_core::quota`.
-pub struct SharedData;
-
-impl sluice_core::quota::Store for SharedData {
-    fn get(&self, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-        hostcalls::get_shared_data(key).unwrap_or((None, None))
-    }
-
-    /// `cas: None` means the key was absent when read. Envoy writes unconditionally when the
-    /// CAS is 0 and only compares it when the key exists, so "create only if still absent" is
-    /// a write with a CAS no live entry has (`u32::MAX`): it fails if another worker created
-    /// the key in between.
-    fn set(
-        &self,
-        key: &str,
-        value: &[u8],
-        cas: Option<u32>,
-    ) -> Result<(), sluice_core::quota::Conflict> {
-        hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(u32::MAX)))
-            .map_err(|_| sluice_core::quota::Conflict)
-    }
-}
-
 /// The plugin configuration (empty when there is none).
 pub fn plugin_configuration() -> Vec<u8> {
     hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX)
@@ -240,45 +345,13 @@ impl Counters {
         }
     }
 
-    pub fn add(&mut self, name: &str, by: u64) {
+    pub fn add(&mut self, host: &dyn Host, name: &str, by: u64) {
         if by == 0 || (!self.ids.contains_key(name) && self.ids.len() >= self.max) {
             return;
         }
-        let id = *self.ids.entry(name.to_string()).or_insert_with(|| {
-            hostcalls::define_metric(proxy_wasm::types::MetricType::Counter, name).ok()
-        });
-        if let Some(id) = id {
-            let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
-        }
+        let id = self.ids.entry(name.to_string()).or_insert(None);
+        host.count(id, name, by);
     }
-}
-
-pub fn now_secs() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-/// Answers the request locally. Marks the request first (`contract::request::LOCAL_REPLY`), so
-/// that Envoy's local-reply mappers, which put Envoy's own replies in the envelope, leave this
-/// one as it is.
-pub fn send(status: u16, headers: &[(&str, String)], body: &[u8]) {
-    set_header(
-        MapType::HttpRequestHeaders,
-        sluice_core::contract::request::LOCAL_REPLY,
-        Some("1"),
-    );
-    let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    if hostcalls::send_http_response(u32::from(status), h, Some(body)).is_err() {
-        warn_failed("send response");
-    }
-}
-
-/// Answers locally with an OpenAI error envelope.
-pub fn send_error(err: &GatewayError) {
-    send(err.status, &err.headers(), &err.body());
 }
 
 pub fn map_request() -> MapType {

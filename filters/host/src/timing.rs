@@ -26,7 +26,7 @@ fn add(filter: &str, what: &str, by: u128) {
     let by = u64::try_from(by).unwrap_or(u64::MAX);
     COUNTERS.with(|c| {
         c.borrow_mut()
-            .add(&format!("sluice_timing.{filter}.{what}"), by)
+            .add(&crate::REAL, &format!("sluice_timing.{filter}.{what}"), by)
     });
 }
 

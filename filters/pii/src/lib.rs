@@ -6,7 +6,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType, LogLevel};
 use serde_json::Value;
 use sluice_core::pii::{self, Redactor, Rehydrator, Scanner, SseRehydrator};
-use sluice_host::{self as host, Buffer, Counters};
+use sluice_host::{self as host, Buffer, Counters, Host};
 use std::cell::RefCell;
 use std::rc::Rc;
 
@@ -48,13 +48,7 @@ impl RootContext for Root {
         let scanner = Rc::clone(self.scanner.as_ref()?);
         Some(sluice_host::http_context(
             "pii",
-            Pii {
-                scanner,
-                metrics: Rc::clone(&self.metrics),
-                reading: false,
-                rehydrator: Rehydrator::default(),
-                mode: Mode::Pass,
-            },
+            Pii::new(&sluice_host::REAL, scanner, Rc::clone(&self.metrics)),
         ))
     }
 
@@ -70,6 +64,7 @@ enum Mode {
 }
 
 struct Pii {
+    host: &'static dyn Host,
     scanner: Rc<Scanner>,
     metrics: Rc<RefCell<Counters>>,
     reading: bool,
@@ -77,17 +72,30 @@ struct Pii {
     mode: Mode,
 }
 
+impl Pii {
+    fn new(host: &'static dyn Host, scanner: Rc<Scanner>, metrics: Rc<RefCell<Counters>>) -> Self {
+        Pii {
+            host,
+            scanner,
+            metrics,
+            reading: false,
+            rehydrator: Rehydrator::default(),
+            mode: Mode::Pass,
+        }
+    }
+}
+
 impl Context for Pii {}
 
 impl HttpContext for Pii {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let headers = host::Headers::read(req);
-        headers.strip_internal(false);
+        let headers = self.host.read_headers(req);
+        headers.strip_internal(self.host, false);
         if !host::endpoint(&headers).is_some_and(|e| e.has_body()) || end_of_stream {
             return Action::Continue;
         }
-        host::remove_header(req, "content-length");
+        self.host.remove_header(req, "content-length");
         self.reading = true;
         Action::Pause
     }
@@ -100,7 +108,7 @@ impl HttpContext for Pii {
             return Action::Pause;
         }
         self.reading = false;
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         // A body that is not JSON is the translate filter's to refuse; nothing is scanned.
         let Ok(parsed) = host::request_json(&body) else {
             return Action::Continue;
@@ -112,12 +120,13 @@ impl HttpContext for Pii {
                 // Types come from the configuration; values never reach a metric.
                 for ((kind, action), n) in &red.counts {
                     m.add(
+                        self.host,
                         &format!("sluice_pii.type.{kind}.action.{action}.detections"),
                         *n,
                     );
                 }
                 if red.changed {
-                    host::set_body(
+                    self.host.set_body(
                         Buffer::HttpRequestBody,
                         0,
                         body_size,
@@ -129,7 +138,7 @@ impl HttpContext for Pii {
             }
             Err(e) => {
                 // The message names the types found, never the values.
-                host::send_error(&e);
+                self.host.send_error(&e);
                 Action::Pause
             }
         }
@@ -140,7 +149,7 @@ impl HttpContext for Pii {
             return Action::Continue; // nothing to put back, nothing to scan: no host call
         }
         let resp = host::map_response();
-        let headers = host::Headers::read(resp);
+        let headers = self.host.read_headers(resp);
         if headers.get_str(":status") != Some("200") {
             return Action::Continue;
         }
@@ -148,10 +157,10 @@ impl HttpContext for Pii {
             .get_str("content-type")
             .is_some_and(|c| c.starts_with("text/event-stream"));
         if sse && !self.rehydrator.is_empty() {
-            host::remove_header(resp, "content-length");
+            self.host.remove_header(resp, "content-length");
             self.mode = Mode::Sse(Box::new(SseRehydrator::new(self.rehydrator.clone())));
         } else if !sse && (!self.rehydrator.is_empty() || self.scanner.scan_output) {
-            host::remove_header(resp, "content-length");
+            self.host.remove_header(resp, "content-length");
             self.mode = Mode::Json;
         }
         Action::Continue
@@ -161,17 +170,18 @@ impl HttpContext for Pii {
         match &mut self.mode {
             Mode::Pass => Action::Continue,
             Mode::Sse(r) => {
-                let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
                 let mut out = r.feed(&chunk);
                 if end_of_stream {
                     out.extend(r.finish());
                 }
-                host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                self.host
+                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
                 Action::Continue
             }
             Mode::Json if !end_of_stream => Action::Pause,
             Mode::Json => {
-                let body = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let body = self.host.body(Buffer::HttpResponseBody, 0, body_size);
                 // Scan what the model wrote before re-hydrating: the values put back are the
                 // client's own and must not be redacted again.
                 let scanned = if self.scanner.scan_output {
@@ -186,10 +196,99 @@ impl HttpContext for Pii {
                     self.rehydrator.json(current)
                 };
                 if let Some(out) = out {
-                    host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                    self.host
+                        .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
                 }
                 Action::Continue
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_host::fake::FakeHost;
+
+    fn pii(host: &'static FakeHost, config: &str) -> Pii {
+        let scanner = Rc::new(Scanner::from_json(config.as_bytes()).unwrap());
+        Pii::new(host, scanner, Rc::new(RefCell::new(Counters::new(50))))
+    }
+
+    fn request(path: &str, body: &str, config: &str) -> (&'static FakeHost, Pii) {
+        let host = FakeHost::leak();
+        host.with_request("POST", path, &[("content-length", "1")]);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        let mut p = pii(host, config);
+        p.on_http_request_headers(0, false);
+        p.on_http_request_body(body.len(), true);
+        (host, p)
+    }
+
+    const BODY: &str = r#"{"model":"m","user":"jane@corp.com","messages":[{"role":"user","content":"mail jane@corp.com"}]}"#;
+
+    #[test]
+    fn redacts_the_request_and_rehydrates_json_and_streams() {
+        let (host, mut p) = request("/v1/chat/completions/", BODY, "{}");
+        let sent = String::from_utf8(host.request_body.borrow().clone()).unwrap();
+        assert!(
+            !sent.contains("jane@corp.com") && sent.contains("[EMAIL_1]"),
+            "{sent}"
+        );
+        assert_eq!(host.request_header("content-length"), None);
+        assert_eq!(
+            host.metric("sluice_pii.type.EMAIL.action.tokenize.detections"),
+            2
+        );
+        // JSON answer.
+        host.with_response(200, &[("content-type", "application/json")]);
+        p.on_http_response_headers(0, false);
+        *host.response_body.borrow_mut() =
+            br#"{"choices":[{"message":{"content":"hi [EMAIL_1]"}}]}"#.to_vec();
+        p.on_http_response_body(10, false);
+        let n = host.response_body.borrow().len();
+        p.on_http_response_body(n, true);
+        assert!(String::from_utf8_lossy(&host.response_body.borrow()).contains("hi jane@corp.com"));
+        // A stream, the placeholder split across chunks.
+        let (host, mut p) = request("/v1/chat/completions", BODY, "{}");
+        host.with_response(200, &[("content-type", "text/event-stream")]);
+        p.on_http_response_headers(0, false);
+        let mut out = Vec::new();
+        let chunks: [&[u8]; 3] = [
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"to [EMA\"}}]}\n\n",
+            b"data: {\"choices\":[{\"index\":0,\"delta\":{\"content\":\"IL_1] ok\"}}]}\n\n",
+            b"data: [DONE]\n\n",
+        ];
+        for (i, c) in chunks.iter().enumerate() {
+            *host.response_body.borrow_mut() = c.to_vec();
+            p.on_http_response_body(c.len(), i == 2);
+            out.extend(host.response_body.borrow().iter());
+        }
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("jane@corp.com") && !text.contains("EMA"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn blocked_types_are_refused_and_other_paths_untouched() {
+        let (host, _) = request(
+            "/v1/chat/completions",
+            BODY,
+            r#"{"actions":{"EMAIL":"block"}}"#,
+        );
+        let r = host.reply().unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (400, Some("pii_blocked"))
+        );
+        assert!(!String::from_utf8_lossy(&r.body).contains("jane@corp.com"));
+        let (host, _) = request("/v1/embeddings", BODY, "{}");
+        assert_eq!(
+            String::from_utf8(host.request_body.borrow().clone()).unwrap(),
+            BODY
+        );
+        assert!(host.reply().is_none());
     }
 }

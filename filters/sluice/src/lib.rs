@@ -15,7 +15,7 @@
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
-use sluice_host as host;
+use sluice_host::{self as host, Host};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -40,7 +40,8 @@ impl Context for Plugin {}
 
 impl RootContext for Plugin {
     fn on_configure(&mut self, size: usize) -> bool {
-        let root_id = host::property(vec!["plugin_root_id"])
+        let root_id = host::REAL
+            .property(&["plugin_root_id"])
             .and_then(|b| String::from_utf8(b).ok())
             .unwrap_or_default();
         let Some(make) = filter_for(&root_id) else {

@@ -114,11 +114,11 @@ impl RootContext for Root {
         match &self.config {
             Some(Config::Route(c)) => Some(sluice_host::http_context(
                 "route",
-                route::Route::new(Rc::clone(c)),
+                route::Route::new(&sluice_host::REAL, Rc::clone(c)),
             )),
             Some(Config::Upstream(b)) => Some(sluice_host::http_context(
                 "upstream",
-                upstream::Upstream::new(Rc::clone(b)),
+                upstream::Upstream::new(&sluice_host::REAL, Rc::clone(b)),
             )),
             None => None,
         }

@@ -7,10 +7,11 @@ use sluice_core::contract::{self, property, Endpoint};
 use sluice_core::openai::{force_stream_usage, validate};
 use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
-use sluice_host::{self as host, Buffer};
+use sluice_host::{self as host, Buffer, Host};
 use std::rc::Rc;
 
 pub struct Route {
+    host: &'static dyn Host,
     config: Rc<RouteConfig>,
     /// The request is a chat completion whose body is being read.
     chat: bool,
@@ -20,8 +21,9 @@ pub struct Route {
 }
 
 impl Route {
-    pub fn new(config: Rc<RouteConfig>) -> Self {
+    pub fn new(host: &'static dyn Host, config: Rc<RouteConfig>) -> Self {
         Route {
+            host,
             config,
             chat: false,
             strip: None,
@@ -30,7 +32,7 @@ impl Route {
     }
 
     fn refuse(&self, err: &GatewayError) -> Action {
-        host::send_error(err);
+        self.host.send_error(err);
         Action::Pause
     }
 }
@@ -40,25 +42,26 @@ impl Context for Route {}
 impl HttpContext for Route {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let headers = host::Headers::read(req);
+        let headers = self.host.read_headers(req);
         // Internal signals come from Sluice only.
-        headers.strip_internal(true);
+        headers.strip_internal(self.host, true);
         let endpoint = host::endpoint(&headers);
         match endpoint {
             Some(Endpoint::ChatCompletions) => {
-                host::set_log_field(property::PATH, "/v1/chat/completions");
+                self.host
+                    .set_log_field(property::PATH, "/v1/chat/completions");
                 if end_of_stream {
                     return self.refuse(&GatewayError::invalid_request(
                         "The request body is empty: expected a JSON object with 'model' and 'messages'.",
                     ));
                 }
                 self.chat = true;
-                host::remove_header(req, "content-length");
+                self.host.remove_header(req, "content-length");
                 Action::Pause
             }
             Some(Endpoint::Models) => {
-                let body = self.config.models.list(host::now_secs());
-                host::send(
+                let body = self.config.models.list(self.host.now_secs());
+                self.host.send(
                     200,
                     &[("content-type", "application/json".into())],
                     body.to_string().as_bytes(),
@@ -68,10 +71,10 @@ impl HttpContext for Route {
             Some(Endpoint::Model(id)) => {
                 let found = contract::check_model(id)
                     .ok()
-                    .and_then(|()| self.config.models.retrieve(id, host::now_secs()));
+                    .and_then(|()| self.config.models.retrieve(id, self.host.now_secs()));
                 match found {
                     Some(m) => {
-                        host::send(
+                        self.host.send(
                             200,
                             &[("content-type", "application/json".into())],
                             m.to_string().as_bytes(),
@@ -103,7 +106,7 @@ impl HttpContext for Route {
             return Action::Pause;
         }
         self.chat = false;
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         let value = match host::request_json(&body) {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
@@ -118,29 +121,32 @@ impl HttpContext for Route {
         if req.is_stream() {
             let (asked, new_body) = force_stream_usage(&body, &value);
             if let Some(b) = new_body {
-                host::set_body(Buffer::HttpRequestBody, 0, body_size, &b);
+                self.host
+                    .set_body(Buffer::HttpRequestBody, 0, body_size, &b);
             }
             self.strip_pending = !asked && self.config.strip_unrequested_usage;
         }
         // `validate` checked the name (contract::check_model): safe in a header and a log.
-        host::set_header(
+        self.host.set_header(
             host::map_request(),
             contract::request::MODEL,
             Some(&req.model),
         );
         // The upstream filter rewrites the (shared) request headers per attempt; access logs
         // read what the client asked for from here.
-        host::set_log_field(property::MODEL, &req.model);
+        self.host.set_log_field(property::MODEL, &req.model);
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _end_of_stream: bool) -> Action {
         if self.strip_pending {
             let resp = host::map_response();
-            let sse = host::header_str(resp, "content-type")
+            let sse = self
+                .host
+                .header_str(resp, "content-type")
                 .is_some_and(|c| c.starts_with("text/event-stream"));
             if sse {
-                host::remove_header(resp, "content-length");
+                self.host.remove_header(resp, "content-length");
                 self.strip = Some(UsageTap::new(true));
             }
         }
@@ -149,13 +155,144 @@ impl HttpContext for Route {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(s) = self.strip.as_mut() {
-            let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+            let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
             let mut out = s.feed(&chunk);
             if end_of_stream {
                 out.extend(s.finish());
             }
-            host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+            self.host
+                .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
         }
         Action::Continue
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::models::ModelSet;
+    use sluice_host::fake::FakeHost;
+
+    fn route(host: &'static FakeHost) -> Route {
+        Route::new(
+            host,
+            Rc::new(RouteConfig {
+                models: ModelSet::with_listed(
+                    vec!["mock-gpt".into(), "claude-*".into()],
+                    vec!["claude-sonnet-4-5".into()],
+                ),
+                max_body_bytes: 1000,
+                strip_unrequested_usage: true,
+            }),
+        )
+    }
+
+    fn post(path: &str, body: &str) -> (&'static FakeHost, Route, Action) {
+        let host = FakeHost::leak();
+        host.with_request(
+            "POST",
+            path,
+            &[
+                (contract::request::MODEL, "forged"),
+                (contract::request::CACHE_TTL, "5"),
+            ],
+        );
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        let mut r = route(host);
+        assert!(matches!(r.on_http_request_headers(0, false), Action::Pause));
+        let a = r.on_http_request_body(body.len(), true);
+        (host, r, a)
+    }
+
+    #[test]
+    fn a_chat_request_names_its_model_for_routing() {
+        let (host, _, a) = post(
+            "/v1/chat/completions/",
+            r#"{"model":"mock-gpt","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert!(matches!(a, Action::Continue));
+        assert!(host.reply().is_none());
+        assert_eq!(
+            host.request_header(contract::request::MODEL).as_deref(),
+            Some("mock-gpt")
+        );
+        assert_eq!(
+            host.request_header(contract::request::CACHE_TTL),
+            None,
+            "client controls end here"
+        );
+        assert_eq!(
+            host.property_str(property::MODEL).as_deref(),
+            Some("mock-gpt")
+        );
+        assert_eq!(
+            host.property_str(property::PATH).as_deref(),
+            Some("/v1/chat/completions")
+        );
+    }
+
+    #[test]
+    fn bad_requests_get_the_envelope_and_go_nowhere() {
+        for (body, status, code) in [
+            (
+                r#"{"model":"mock-gpt\r\nx: 1","messages":[{"role":"user","content":"hi"}]}"#,
+                400,
+                "invalid_model",
+            ),
+            (
+                r#"{"model":"gpt-5","messages":[{"role":"user","content":"hi"}]}"#,
+                404,
+                "model_not_found",
+            ),
+            (r#"{"model":"mock-gpt","model":"x","messages":[]}"#, 400, ""),
+        ] {
+            let (host, _, a) = post("/v1/chat/completions", body);
+            assert!(matches!(a, Action::Pause));
+            let r = host.reply().unwrap();
+            assert_eq!(r.status, status, "{body}");
+            if !code.is_empty() {
+                assert_eq!(r.json()["error"]["code"], code);
+            }
+            assert_eq!(host.request_header(contract::request::MODEL), None);
+            assert_eq!(
+                host.request_header(contract::request::LOCAL_REPLY)
+                    .as_deref(),
+                Some("1")
+            );
+        }
+        let (host, _, _) = post("/v1/chat/completions", &"x".repeat(2000));
+        assert_eq!(host.reply().unwrap().status, 413);
+    }
+
+    #[test]
+    fn streams_ask_for_usage_and_unknown_paths_are_404() {
+        let (host, _, _) = post(
+            "/v1/chat/completions",
+            r#"{"model":"claude-x","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        let sent: serde_json::Value = serde_json::from_slice(&host.request_body.borrow()).unwrap();
+        assert_eq!(sent["stream_options"]["include_usage"], true);
+        let host = FakeHost::leak();
+        host.with_request("GET", "/v1/chat/%2e%2e/models", &[]);
+        route(host).on_http_request_headers(0, true);
+        let r = host.reply().unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (404, Some("unknown_url"))
+        );
+    }
+
+    #[test]
+    fn the_model_list_has_no_globs() {
+        let host = FakeHost::leak();
+        host.with_request("GET", "/v1/models", &[]);
+        route(host).on_http_request_headers(0, true);
+        let ids: Vec<String> = host.reply().unwrap().json()["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(ids, ["mock-gpt", "claude-sonnet-4-5"]);
     }
 }

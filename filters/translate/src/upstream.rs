@@ -8,7 +8,7 @@ use sluice_core::metadata;
 use sluice_core::providers::ResponsePlan;
 use sluice_core::stream::StreamTranslator;
 use sluice_core::GatewayError;
-use sluice_host::{self as host, Buffer};
+use sluice_host::{self as host, Buffer, Host};
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,8 +32,9 @@ pub struct Backends(RefCell<HashMap<Vec<u8>, Rc<Backend>>>);
 const MAX_BACKENDS: usize = 256;
 
 impl Backends {
-    fn load(&self) -> Result<Rc<Backend>, String> {
-        let md = host::property(vec!["xds", "upstream_host_metadata"])
+    fn load(&self, host: &dyn Host) -> Result<Rc<Backend>, String> {
+        let md = host
+            .property(&["xds", "upstream_host_metadata"])
             .ok_or("the upstream host has no metadata")?;
         if let Some(b) = self.0.borrow().get(&md) {
             return Ok(Rc::clone(b));
@@ -51,6 +52,7 @@ impl Backends {
 }
 
 pub struct Upstream {
+    host: &'static dyn Host,
     backends: Rc<Backends>,
     backend: Option<Rc<Backend>>,
     plan: Option<ResponsePlan>,
@@ -59,8 +61,9 @@ pub struct Upstream {
 }
 
 impl Upstream {
-    pub fn new(backends: Rc<Backends>) -> Self {
+    pub fn new(host: &'static dyn Host, backends: Rc<Backends>) -> Self {
         Upstream {
+            host,
             backends,
             backend: None,
             plan: None,
@@ -72,7 +75,7 @@ impl Upstream {
 
 impl Upstream {
     fn refuse(&self, err: &GatewayError) -> Action {
-        host::send_error(err);
+        self.host.send_error(err);
         Action::Pause
     }
 }
@@ -82,10 +85,11 @@ impl Context for Upstream {}
 impl HttpContext for Upstream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
-        let backend = match self.backends.load() {
+        let backend = match self.backends.load(self.host) {
             Ok(b) => b,
             Err(e) => {
-                host::log(LogLevel::Error, &format!("sluice-translate(upstream): {e}"));
+                self.host
+                    .log(LogLevel::Error, &format!("sluice-translate(upstream): {e}"));
                 return self.refuse(
                     &GatewayError::new(
                         500,
@@ -101,17 +105,19 @@ impl HttpContext for Upstream {
         // selectors (openai-organization, x-goog-user-project...), x-sluice-* and whatever an
         // earlier attempt set all go, on every attempt. The credential injector and the
         // signer add the provider's own credential after this filter.
-        for (name, _) in host::Headers::read(req).iter() {
+        for (name, _) in self.host.read_headers(req).iter() {
             if !backend.forwards(name) {
-                host::remove_header(req, name);
+                self.host.remove_header(req, name);
             }
         }
         // Set on every attempt: the previous attempt may have set another provider's host.
         let authority = backend.authority.clone().or_else(|| {
-            host::property(vec!["upstream", "address"]).and_then(|a| String::from_utf8(a).ok())
+            self.host
+                .property(&["upstream", "address"])
+                .and_then(|a| String::from_utf8(a).ok())
         });
         if let Some(a) = authority {
-            host::set_header(req, ":authority", Some(&a));
+            self.host.set_header(req, ":authority", Some(&a));
         }
         self.backend = Some(backend);
         if end_of_stream {
@@ -132,22 +138,23 @@ impl HttpContext for Upstream {
         let Some(backend) = &self.backend else {
             return Action::Continue;
         };
-        let body = host::body(Buffer::HttpRequestBody, 0, body_size);
+        let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         let plan = match backend.plan(&body) {
             Ok(p) => p,
             Err(e) => return self.refuse(&e),
         };
         let req = host::map_request();
-        host::set_header(req, ":path", Some(&plan.request.path));
+        self.host.set_header(req, ":path", Some(&plan.request.path));
         for (k, v) in &plan.request.headers {
-            host::set_header(req, k, Some(v));
+            self.host.set_header(req, k, Some(v));
         }
         if let Some(c) = &backend.credential {
             // Read by the credential matcher that runs after this filter, then removed.
-            host::set_header(req, contract::request::CREDENTIAL, Some(c));
+            self.host
+                .set_header(req, contract::request::CREDENTIAL, Some(c));
         }
         if let Some(b) = &plan.request.body {
-            host::set_body(Buffer::HttpRequestBody, 0, body_size, b);
+            self.host.set_body(Buffer::HttpRequestBody, 0, body_size, b);
         }
         self.plan = Some(plan.response);
         Action::Continue
@@ -158,16 +165,18 @@ impl HttpContext for Upstream {
             return Action::Continue;
         };
         let resp = host::map_response();
-        let headers = host::Headers::read(resp);
+        let headers = self.host.read_headers(resp);
         // The provider's headers are an allow-list too: nothing that names the gateway's
         // account (openai-organization...), sets a cookie, or claims to be a Sluice signal.
         for (name, _) in headers.iter() {
             if !backend.returns(name) {
-                host::remove_header(resp, name);
+                self.host.remove_header(resp, name);
             }
         }
-        host::set_response_header(contract::response::PROVIDER, backend.display_name());
-        host::set_response_header(contract::response::SERVED_MODEL, &plan.upstream_model);
+        self.host
+            .set_response_header(contract::response::PROVIDER, backend.display_name());
+        self.host
+            .set_response_header(contract::response::SERVED_MODEL, &plan.upstream_model);
         let status: u16 = headers
             .get_str(":status")
             .and_then(|s| s.parse().ok())
@@ -176,24 +185,25 @@ impl HttpContext for Upstream {
             let retry_after = headers.get_str("retry-after").map(str::to_string);
             if end_of_stream {
                 let err = plan.map_error(status, b"", retry_after.as_deref());
-                set_error_headers(&err);
+                set_error_headers(self.host, &err);
                 return Action::Continue;
             }
             self.mode = Mode::Error(status, retry_after);
-            host::remove_header(resp, "content-length");
+            self.host.remove_header(resp, "content-length");
             return Action::Pause;
         }
         if plan.stream {
-            host::remove_header(resp, "content-length");
-            host::set_header(resp, "content-type", Some("text/event-stream"));
-            self.mode = Mode::Stream(plan.stream_translator(host::now_secs()));
+            self.host.remove_header(resp, "content-length");
+            self.host
+                .set_header(resp, "content-type", Some("text/event-stream"));
+            self.mode = Mode::Stream(plan.stream_translator(self.host.now_secs()));
             return Action::Continue;
         }
         self.mode = Mode::Json;
-        host::remove_header(resp, "content-length");
+        self.host.remove_header(resp, "content-length");
         if end_of_stream {
             let err = GatewayError::bad_upstream("The backend answered with an empty body.");
-            set_error_headers(&err);
+            set_error_headers(self.host, &err);
             return Action::Continue;
         }
         Action::Pause
@@ -203,12 +213,13 @@ impl HttpContext for Upstream {
         match &mut self.mode {
             Mode::None => Action::Continue,
             Mode::Stream(t) => {
-                let chunk = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
                 let mut out = t.feed(&chunk);
                 if end_of_stream {
                     out.extend(t.finish());
                 }
-                host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                self.host
+                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
                 Action::Continue
             }
             Mode::Json | Mode::Error(..) if !end_of_stream => Action::Pause,
@@ -216,21 +227,23 @@ impl HttpContext for Upstream {
                 let Some(plan) = &self.plan else {
                     return Action::Continue;
                 };
-                let body = host::body(Buffer::HttpResponseBody, 0, body_size);
-                match plan.translate_json(&body, host::now_secs()) {
+                let body = self.host.body(Buffer::HttpResponseBody, 0, body_size);
+                match plan.translate_json(&body, self.host.now_secs()) {
                     Ok(out) => {
-                        host::set_header(
+                        self.host.set_header(
                             host::map_response(),
                             "content-type",
                             Some("application/json"),
                         );
                         if !plan.is_passthrough() || out.len() != body.len() {
-                            host::set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                            self.host
+                                .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
                         }
                     }
                     Err(err) => {
-                        set_error_headers(&err);
-                        host::set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                        set_error_headers(self.host, &err);
+                        self.host
+                            .set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
                     }
                 }
                 Action::Continue
@@ -239,22 +252,172 @@ impl HttpContext for Upstream {
                 let Some(plan) = &self.plan else {
                     return Action::Continue;
                 };
-                let body = host::body(Buffer::HttpResponseBody, 0, body_size);
+                let body = self.host.body(Buffer::HttpResponseBody, 0, body_size);
                 let err = plan.map_error(*status, &body, retry_after.as_deref());
-                set_error_headers(&err);
-                host::set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                set_error_headers(self.host, &err);
+                self.host
+                    .set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
                 Action::Continue
             }
         }
     }
 }
 
-fn set_error_headers(err: &GatewayError) {
+fn set_error_headers(host: &dyn Host, err: &GatewayError) {
     let resp = host::map_response();
-    host::set_header(resp, ":status", Some(&err.status.to_string()));
-    host::set_header(resp, "content-type", Some("application/json"));
-    host::remove_header(resp, "retry-after");
+    host.set_header(resp, ":status", Some(&err.status.to_string()));
+    host.set_header(resp, "content-type", Some("application/json"));
+    host.remove_header(resp, "retry-after");
     for (k, v) in err.headers() {
-        host::set_header(resp, k, Some(&v));
+        host.set_header(resp, k, Some(&v));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sluice_host::fake::FakeHost;
+
+    fn attempt(
+        md: serde_json::Value,
+        headers: &[(&str, &str)],
+        body: &str,
+    ) -> (&'static FakeHost, Upstream) {
+        let host = FakeHost::leak();
+        host.properties.borrow_mut().insert(
+            "xds.upstream_host_metadata".into(),
+            metadata::encode_filter_metadata("sluice", &md),
+        );
+        host.with_request("POST", "/v1/chat/completions", headers);
+        *host.request_body.borrow_mut() = body.as_bytes().to_vec();
+        let mut u = Upstream::new(host, Rc::default());
+        assert!(matches!(u.on_http_request_headers(0, false), Action::Pause));
+        assert!(matches!(
+            u.on_http_request_body(body.len(), true),
+            Action::Continue
+        ));
+        (host, u)
+    }
+
+    const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+
+    #[test]
+    fn only_allowed_headers_go_and_each_provider_gets_its_path() {
+        let smuggled = [
+            ("authorization", "Bearer sk-client"),
+            ("cookie", "s=1"),
+            ("openai-organization", "org-evil"),
+            ("x-goog-user-project", "evil"),
+            (contract::request::CREDENTIAL, "other"),
+            ("accept-encoding", "gzip"),
+            ("content-type", "application/json"),
+            ("anthropic-beta", "tools-2024"),
+        ];
+        let (host, _) = attempt(
+            json!({"provider":"anthropic","credential":"a.key","forward_headers":["anthropic-beta"]}),
+            &smuggled,
+            CHAT,
+        );
+        for gone in [
+            "authorization",
+            "cookie",
+            "openai-organization",
+            "x-goog-user-project",
+            "accept-encoding",
+        ] {
+            assert_eq!(host.request_header(gone), None, "{gone}");
+        }
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/v1/messages")
+        );
+        assert_eq!(
+            host.request_header("anthropic-version").as_deref(),
+            Some("2023-06-01")
+        );
+        assert_eq!(
+            host.request_header("anthropic-beta").as_deref(),
+            Some("tools-2024")
+        );
+        assert_eq!(
+            host.request_header(contract::request::CREDENTIAL)
+                .as_deref(),
+            Some("a.key")
+        );
+        let (host, _) = attempt(
+            json!({"provider":"gemini","models":{"*":"gemini-2.5-pro"}}),
+            &smuggled,
+            CHAT,
+        );
+        assert_eq!(
+            host.request_header(":path").as_deref(),
+            Some("/v1beta/models/gemini-2.5-pro:generateContent")
+        );
+        assert_eq!(host.request_header("anthropic-beta"), None);
+    }
+
+    #[test]
+    fn provider_errors_are_mapped_and_its_headers_filtered() {
+        let (host, mut u) = attempt(json!({"provider":"openai","name":"primary"}), &[], CHAT);
+        host.with_response(
+            401,
+            &[
+                ("content-type", "application/json"),
+                ("set-cookie", "x"),
+                ("openai-organization", "org-gw"),
+                (contract::response::CACHE, "hit"),
+            ],
+        );
+        assert!(matches!(
+            u.on_http_response_headers(0, false),
+            Action::Pause
+        ));
+        *host.response_body.borrow_mut() =
+            br#"{"error":{"message":"Incorrect API key provided: gw-key-123","type":"invalid_request_error"}}"#.to_vec();
+        let n = host.response_body.borrow().len();
+        u.on_http_response_body(n, true);
+        let body = String::from_utf8(host.response_body.borrow().clone()).unwrap();
+        assert!(!body.contains("gw-key-123"), "{body}");
+        assert_eq!(host.response_header(":status").as_deref(), Some("502"));
+        assert_eq!(host.response_header("set-cookie"), None);
+        assert_eq!(host.response_header("openai-organization"), None);
+        assert_eq!(
+            host.response_header(contract::response::CACHE),
+            None,
+            "no signal from a provider"
+        );
+        assert_eq!(
+            host.response_header(contract::response::PROVIDER)
+                .as_deref(),
+            Some("primary")
+        );
+    }
+
+    #[test]
+    fn anthropic_answers_are_translated() {
+        let (host, mut u) = attempt(json!({"provider":"anthropic"}), &[], CHAT);
+        host.with_response(200, &[("content-type", "application/json")]);
+        u.on_http_response_headers(0, false);
+        *host.response_body.borrow_mut() = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude","content":[{"type":"text","text":"hi"}],"stop_reason":"end_turn","usage":{"input_tokens":3,"output_tokens":1}}"#.to_vec();
+        let n = host.response_body.borrow().len();
+        u.on_http_response_body(n, true);
+        let v: serde_json::Value = serde_json::from_slice(&host.response_body.borrow()).unwrap();
+        assert_eq!(v["object"], "chat.completion");
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["usage"]["prompt_tokens"], 3);
+    }
+
+    #[test]
+    fn a_host_without_metadata_is_a_500_in_the_envelope() {
+        let host = FakeHost::leak();
+        host.with_request("POST", "/v1/chat/completions", &[]);
+        let mut u = Upstream::new(host, Rc::default());
+        u.on_http_request_headers(0, false);
+        let r = host.reply().unwrap();
+        assert_eq!(
+            (r.status, r.json()["error"]["code"].as_str()),
+            (500, Some("gateway_misconfigured"))
+        );
     }
 }
