@@ -7,7 +7,7 @@
 //! them (everything for an admin key, its own scopes for any other key).
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::Action;
 use serde_json::{json, Map, Value};
 use sluice_core::auth::{self, AuthConfig, Principal};
 use sluice_core::contract::{self, key, property, Endpoint};
@@ -19,13 +19,33 @@ use sluice_host::{self as host, Buffer, Counters, Host, Shared};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
-/// module (filters/sluice) creates it for the plugin's `root_id`.
+/// sluice-auth as a filter: its configuration and per-stream context.
+struct AuthFilter;
+
+impl host::Filter for AuthFilter {
+    type Config = AuthConfig;
+    const NAME: &'static str = "sluice-auth";
+    const MAX_METRICS: usize = MAX_METRICS;
+
+    fn compile(raw: &[u8]) -> Result<AuthConfig, String> {
+        AuthConfig::from_json(raw)
+    }
+
+    fn loaded(c: &AuthConfig) -> Option<String> {
+        Some(format!("{} keys configured", c.principals.len()))
+    }
+
+    fn context(config: &Rc<AuthConfig>, metrics: &Rc<RefCell<Counters>>) -> Box<dyn HttpContext> {
+        sluice_host::http_context(
+            "auth",
+            Auth::new(&sluice_host::REAL, Rc::clone(config), Rc::clone(metrics)),
+        )
+    }
+}
+
+/// This filter's root context (the `sluice` module creates it for the plugin's `root_id`).
 pub fn root() -> Box<dyn RootContext> {
-    Box::new(Root {
-        config: None,
-        metrics: Rc::new(RefCell::new(Counters::new(MAX_METRICS))),
-    })
+    host::root::<AuthFilter>()
 }
 
 /// Metric names hold a team, a model and a reason: `sluice_auth.team.<team>.model.<model>.<what>`
@@ -44,48 +64,6 @@ fn label(s: &str) -> String {
             }
         })
         .collect()
-}
-
-struct Root {
-    config: Option<Rc<AuthConfig>>,
-    metrics: Rc<RefCell<Counters>>,
-}
-
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = host::plugin_configuration();
-        match AuthConfig::from_json(&raw) {
-            Ok(c) => {
-                host::log(
-                    LogLevel::Info,
-                    &format!("sluice-auth: {} keys configured", c.principals.len()),
-                );
-                self.config = Some(Rc::new(c));
-                true
-            }
-            Err(e) => {
-                host::log(
-                    LogLevel::Error,
-                    &format!("sluice-auth: configuration refused: {e}"),
-                );
-                false
-            }
-        }
-    }
-
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = Rc::clone(self.config.as_ref()?);
-        Some(sluice_host::http_context(
-            "auth",
-            Auth::new(&sluice_host::REAL, config, Rc::clone(&self.metrics)),
-        ))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
 }
 
 struct Reservation {
@@ -514,15 +492,7 @@ impl HttpContext for Auth {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(tap) = self.tap.as_mut() {
-            let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
-            let mut out = tap.feed(&chunk);
-            if end_of_stream {
-                out.extend(tap.finish());
-            }
-            if self.strip {
-                self.host
-                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
-            }
+            host::stream_chunk(self.host, body_size, end_of_stream, tap, self.strip);
         } else if let Some(buf) = self.json.as_mut() {
             // A copy: the body flows on unchanged while it is read.
             buf.extend(self.host.body(Buffer::HttpResponseBody, 0, body_size));

@@ -4,7 +4,7 @@
 //! receives another team's entry. See `sluice_core::cache`.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::Action;
 use serde::Deserialize;
 use serde_json::Value;
 use sluice_core::cache::{self, Assembler, Bounds, Cache};
@@ -92,55 +92,34 @@ impl Config {
     }
 }
 
-/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
-/// module (filters/sluice) creates it for the plugin's `root_id`.
-pub fn root() -> Box<dyn RootContext> {
-    Box::new(Root {
-        config: None,
-        metrics: Rc::new(RefCell::new(Counters::new(32))),
-    })
-}
+/// sluice-cache as a filter: its configuration and per-stream context.
+struct CacheFilter;
 
-struct Root {
-    config: Option<Rc<Config>>,
-    metrics: Rc<RefCell<Counters>>,
-}
+impl host::Filter for CacheFilter {
+    type Config = Config;
+    const NAME: &'static str = "sluice-cache";
+    const MAX_METRICS: usize = 32;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        match Config::compile(&host::plugin_configuration()) {
-            Ok(c) => {
-                self.config = Some(Rc::new(c));
-                true
-            }
-            Err(e) => {
-                host::log(
-                    LogLevel::Error,
-                    &format!("sluice-cache: configuration refused: {e}"),
-                );
-                false
-            }
-        }
+    fn compile(raw: &[u8]) -> Result<Config, String> {
+        Config::compile(raw)
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let config = Rc::clone(self.config.as_ref()?);
-        Some(sluice_host::http_context(
+    fn context(config: &Rc<Config>, metrics: &Rc<RefCell<Counters>>) -> Box<dyn HttpContext> {
+        sluice_host::http_context(
             "cache",
             CacheCtx {
                 host: &sluice_host::REAL,
-                config,
-                metrics: Rc::clone(&self.metrics),
+                config: Rc::clone(config),
+                metrics: Rc::clone(metrics),
                 state: State::Idle,
             },
-        ))
+        )
     }
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// This filter's root context (the `sluice` module creates it for the plugin's `root_id`).
+pub fn root() -> Box<dyn RootContext> {
+    host::root::<CacheFilter>()
 }
 
 enum State {

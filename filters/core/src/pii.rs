@@ -1000,6 +1000,15 @@ pub struct SseRehydrator {
     texts: BTreeMap<(u64, String), TextStream>,
 }
 
+impl crate::stream::StreamTranslator for SseRehydrator {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        SseRehydrator::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        SseRehydrator::finish(self)
+    }
+}
+
 impl SseRehydrator {
     pub fn new(r: Rehydrator) -> Self {
         SseRehydrator {

@@ -237,6 +237,15 @@ pub struct UsageTap {
     pub error: bool,
 }
 
+impl crate::stream::StreamTranslator for UsageTap {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        UsageTap::feed(self, chunk)
+    }
+    fn finish(&mut self) -> Vec<u8> {
+        UsageTap::finish(self)
+    }
+}
+
 impl UsageTap {
     pub fn new(strip: bool) -> Self {
         UsageTap {

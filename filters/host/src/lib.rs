@@ -30,6 +30,71 @@ pub fn http_context<C: proxy_wasm::traits::HttpContext + 'static>(
 
 pub use proxy_wasm::types::{BufferType as Buffer, LogLevel, MapType as Map};
 
+/// A Sluice filter as its root context sees it: a configuration compiled once per
+/// `on_configure` (a bad one refuses to load, with a log line that names the field), and the
+/// per-stream context made from it. [`root`] is the one root context of every filter.
+pub trait Filter: 'static {
+    type Config: 'static;
+    /// The name in log lines (`sluice-auth`).
+    const NAME: &'static str;
+    /// The most metric names one VM of this filter defines (client-controlled names are bounded).
+    const MAX_METRICS: usize = 0;
+    fn compile(raw: &[u8]) -> Result<Self::Config, String>;
+    /// A line logged once the configuration is loaded.
+    fn loaded(_config: &Self::Config) -> Option<String> {
+        None
+    }
+    fn context(
+        config: &Rc<Self::Config>,
+        metrics: &Rc<RefCell<Counters>>,
+    ) -> Box<dyn proxy_wasm::traits::HttpContext>;
+}
+
+struct FilterRoot<F: Filter> {
+    config: Option<Rc<F::Config>>,
+    metrics: Rc<RefCell<Counters>>,
+}
+
+impl<F: Filter> proxy_wasm::traits::Context for FilterRoot<F> {}
+
+impl<F: Filter> proxy_wasm::traits::RootContext for FilterRoot<F> {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        match F::compile(&plugin_configuration()) {
+            Ok(c) => {
+                if let Some(line) = F::loaded(&c) {
+                    log(LogLevel::Info, &format!("{}: {line}", F::NAME));
+                }
+                self.config = Some(Rc::new(c));
+                true
+            }
+            Err(e) => {
+                log(
+                    LogLevel::Error,
+                    &format!("{}: configuration refused: {e}", F::NAME),
+                );
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _id: u32) -> Option<Box<dyn proxy_wasm::traits::HttpContext>> {
+        Some(F::context(self.config.as_ref()?, &self.metrics))
+    }
+
+    fn get_type(&self) -> Option<proxy_wasm::types::ContextType> {
+        Some(proxy_wasm::types::ContextType::HttpContext)
+    }
+}
+
+/// The root context of filter `F`: one per plugin instance (Envoy HTTP filter entry). The
+/// `sluice` module (filters/sluice) creates it for the plugin's `root_id`.
+pub fn root<F: Filter>() -> Box<dyn proxy_wasm::traits::RootContext> {
+    Box::new(FilterRoot::<F> {
+        config: None,
+        metrics: Rc::new(RefCell::new(Counters::new(F::MAX_METRICS))),
+    })
+}
+
 pub mod fake;
 
 /// What a filter asks of its host: the proxy-wasm calls Sluice uses, as one interface. The
@@ -245,6 +310,26 @@ impl Headers {
                 host.remove_header(MapType::HttpRequestHeaders, name);
             }
         }
+    }
+}
+
+/// The one response-body driver of a streaming transform: the chunk Envoy holds goes through
+/// `t` (and, at end of stream, its flush), and the result replaces the chunk; partial frames
+/// stay in `t` until the next chunk. With `write: false` the chunk is only read (a tap).
+pub fn stream_chunk(
+    host: &dyn Host,
+    body_size: usize,
+    end_of_stream: bool,
+    t: &mut dyn sluice_core::stream::StreamTranslator,
+    write: bool,
+) {
+    let chunk = host.body(BufferType::HttpResponseBody, 0, body_size);
+    let mut out = t.feed(&chunk);
+    if end_of_stream {
+        out.extend(t.finish());
+    }
+    if write {
+        host.set_body(BufferType::HttpResponseBody, 0, body_size, &out);
     }
 }
 

@@ -3,58 +3,36 @@
 //! Detected values never reach logs, metrics or errors: metrics count types and actions.
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+use proxy_wasm::types::Action;
 use serde_json::Value;
 use sluice_core::pii::{self, Redactor, Rehydrator, Scanner, SseRehydrator};
 use sluice_host::{self as host, Buffer, Counters, Host};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
-/// module (filters/sluice) creates it for the plugin's `root_id`.
-pub fn root() -> Box<dyn RootContext> {
-    Box::new(Root {
-        scanner: None,
-        metrics: Rc::new(RefCell::new(Counters::new(500))),
-    })
-}
+/// sluice-pii as a filter: its scanner (the configuration) and per-stream context.
+struct PiiFilter;
 
-struct Root {
-    scanner: Option<Rc<Scanner>>,
-    metrics: Rc<RefCell<Counters>>,
-}
+impl host::Filter for PiiFilter {
+    type Config = Scanner;
+    const NAME: &'static str = "sluice-pii";
+    const MAX_METRICS: usize = 500;
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = host::plugin_configuration();
-        match Scanner::from_json(&raw) {
-            Ok(s) => {
-                self.scanner = Some(Rc::new(s));
-                true
-            }
-            Err(e) => {
-                host::log(
-                    LogLevel::Error,
-                    &format!("sluice-pii: configuration refused: {e}"),
-                );
-                false
-            }
-        }
+    fn compile(raw: &[u8]) -> Result<Scanner, String> {
+        Scanner::from_json(raw)
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        let scanner = Rc::clone(self.scanner.as_ref()?);
-        Some(sluice_host::http_context(
+    fn context(scanner: &Rc<Scanner>, metrics: &Rc<RefCell<Counters>>) -> Box<dyn HttpContext> {
+        sluice_host::http_context(
             "pii",
-            Pii::new(&sluice_host::REAL, scanner, Rc::clone(&self.metrics)),
-        ))
+            Pii::new(&sluice_host::REAL, Rc::clone(scanner), Rc::clone(metrics)),
+        )
     }
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// This filter's root context (the `sluice` module creates it for the plugin's `root_id`).
+pub fn root() -> Box<dyn RootContext> {
+    host::root::<PiiFilter>()
 }
 
 enum Mode {
@@ -170,13 +148,7 @@ impl HttpContext for Pii {
         match &mut self.mode {
             Mode::Pass => Action::Continue,
             Mode::Sse(r) => {
-                let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
-                let mut out = r.feed(&chunk);
-                if end_of_stream {
-                    out.extend(r.finish());
-                }
-                self.host
-                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                host::stream_chunk(self.host, body_size, end_of_stream, &mut **r, true);
                 Action::Continue
             }
             Mode::Json if !end_of_stream => Action::Pause,

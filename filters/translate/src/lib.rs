@@ -10,10 +10,11 @@
 mod route;
 mod upstream;
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::traits::{HttpContext, RootContext};
 use serde::Deserialize;
 use sluice_core::models::ModelSet;
+use sluice_host::Counters;
+use std::cell::RefCell;
 use std::rc::Rc;
 
 #[derive(Debug, Deserialize)]
@@ -80,51 +81,32 @@ fn parse_config(bytes: &[u8]) -> Result<Config, String> {
     })
 }
 
-/// This filter's root context: one per plugin instance (Envoy HTTP filter entry). The `sluice`
-/// module (filters/sluice) creates it for the plugin's `root_id`.
-pub fn root() -> Box<dyn RootContext> {
-    Box::new(Root { config: None })
-}
+/// sluice-translate as a filter: its role's configuration and per-stream context.
+struct TranslateFilter;
 
-struct Root {
-    config: Option<Config>,
-}
+impl sluice_host::Filter for TranslateFilter {
+    type Config = Config;
+    const NAME: &'static str = "sluice-translate";
 
-impl Context for Root {}
-
-impl RootContext for Root {
-    fn on_configure(&mut self, _size: usize) -> bool {
-        let raw = sluice_host::plugin_configuration();
-        match parse_config(&raw) {
-            Ok(c) => {
-                self.config = Some(c);
-                true
-            }
-            Err(e) => {
-                sluice_host::log(
-                    LogLevel::Error,
-                    &format!("sluice-translate: configuration refused: {e}"),
-                );
-                false
-            }
-        }
+    fn compile(raw: &[u8]) -> Result<Config, String> {
+        parse_config(raw)
     }
 
-    fn create_http_context(&self, _id: u32) -> Option<Box<dyn HttpContext>> {
-        match &self.config {
-            Some(Config::Route(c)) => Some(sluice_host::http_context(
+    fn context(config: &Rc<Config>, _metrics: &Rc<RefCell<Counters>>) -> Box<dyn HttpContext> {
+        match &**config {
+            Config::Route(c) => sluice_host::http_context(
                 "route",
                 route::Route::new(&sluice_host::REAL, Rc::clone(c)),
-            )),
-            Some(Config::Upstream(b)) => Some(sluice_host::http_context(
+            ),
+            Config::Upstream(b) => sluice_host::http_context(
                 "upstream",
                 upstream::Upstream::new(&sluice_host::REAL, Rc::clone(b)),
-            )),
-            None => None,
+            ),
         }
     }
+}
 
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
+/// This filter's root context (the `sluice` module creates it for the plugin's `root_id`).
+pub fn root() -> Box<dyn RootContext> {
+    sluice_host::root::<TranslateFilter>()
 }

@@ -155,13 +155,7 @@ impl HttpContext for Route {
 
     fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         if let Some(s) = self.strip.as_mut() {
-            let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
-            let mut out = s.feed(&chunk);
-            if end_of_stream {
-                out.extend(s.finish());
-            }
-            self.host
-                .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+            host::stream_chunk(self.host, body_size, end_of_stream, s, true);
         }
         Action::Continue
     }

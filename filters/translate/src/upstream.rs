@@ -213,13 +213,7 @@ impl HttpContext for Upstream {
         match &mut self.mode {
             Mode::None => Action::Continue,
             Mode::Stream(t) => {
-                let chunk = self.host.body(Buffer::HttpResponseBody, 0, body_size);
-                let mut out = t.feed(&chunk);
-                if end_of_stream {
-                    out.extend(t.finish());
-                }
-                self.host
-                    .set_body(Buffer::HttpResponseBody, 0, body_size, &out);
+                host::stream_chunk(self.host, body_size, end_of_stream, &mut **t, true);
                 Action::Continue
             }
             Mode::Json | Mode::Error(..) if !end_of_stream => Action::Pause,
