@@ -53,6 +53,17 @@ def mock_backend(provider: str, port: int, **extra) -> dict:
             "forward_headers": ["x-mock-*"], "return_headers": ["x-mock-*"], **extra}
 
 
+def mock_spec(port: int, **extra) -> dict:
+    """A spec with the three mock backends (OpenAI, Anthropic and Gemini formats) serving
+    mock-gpt, mock-claude and mock-gemini; `extra` adds or replaces top-level keys."""
+    return {
+        "backends": {f"mock-{p}": mock_backend(p, port) for p in ("openai", "anthropic", "gemini")},
+        "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]},
+                   "mock-gemini": {"chain": ["mock-gemini"]}},
+        **extra,
+    }
+
+
 def write_secret(path: Path, value: str) -> None:
     """An SDS file with one generic secret, named after the file (sluice-gen's convention)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -86,19 +86,13 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 @pytest.fixture(scope="module")
 def fz(tmp_path_factory):
     m = sluice.free_port()
-    spec = {
-        "backends": {
-            "mock-openai": sluice.mock_backend("openai", m),
-            "mock-anthropic": sluice.mock_backend("anthropic", m),
-            "mock-gemini": sluice.mock_backend("gemini", m),
-        },
-        "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]},
-                   "mock-gemini": {"chain": ["mock-gemini"]}},
-        "auth": {"keys": [{"id": "demo", "sha256": "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213",
-                           "team": "demo"}], "prices": {"mock-*": {"input": 1, "output": 2}}},
-        "pii": {},
-        "cache": {},
-    }
+    spec = sluice.mock_spec(
+        m,
+        auth={"keys": [{"id": "demo", "sha256": "1c590839af894cf25f9a5fe06929af05b377f60efbe55508ef93d251887b9213",
+                        "team": "demo"}], "prices": {"mock-*": {"input": 1, "output": 2}}},
+        pii={},
+        cache={},
+    )
     stack = sluice.Stack(tmp_path_factory.mktemp("fuzz"), mock_port=m, spec=spec, concurrency=2, max_seconds=600,
                          quiet=True)
     stack.start()

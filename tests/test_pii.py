@@ -19,14 +19,7 @@ CUSTOMER = 'Acme "Rockets" Ltd'
 def ps(tmp_path_factory):
     run = tmp_path_factory.mktemp("pii")
     m = sluice.free_port()
-    spec = {
-        "backends": {
-            "mock-openai": sluice.mock_backend("openai", m),
-            "mock-anthropic": sluice.mock_backend("anthropic", m),
-            "mock-gemini": sluice.mock_backend("gemini", m),
-        },
-        "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]},
-                   "mock-gemini": {"chain": ["mock-gemini"]}},
+    spec = sluice.mock_spec(m, **{
         "pii": {
             "actions": {"US_SSN": "redact", "CREDIT_CARD": "mask", "IP_ADDRESS": "hash", "API_KEY": "block",
                         "MAC_ADDRESS": "allow"},
@@ -34,7 +27,7 @@ def ps(tmp_path_factory):
             "dictionaries": [{"type": "CUSTOMER", "values": [CUSTOMER]}],
             "scan_output": True,
         },
-    }
+    })
     stack = sluice.Stack(run, mock_port=m, spec=spec, concurrency=2, max_seconds=900, quiet=True)
     stack.start()
     yield stack

@@ -29,14 +29,9 @@ def sha(key: str) -> str:
 def sec(tmp_path_factory):
     run = tmp_path_factory.mktemp("security")
     m = sluice.free_port()
-    spec = {
-        "backends": {
-            "mock-openai": sluice.mock_backend("openai", m),
-            "mock-anthropic": sluice.mock_backend("anthropic", m),
-            "mock-gemini": sluice.mock_backend("gemini", m),
-        },
-        "models": {"mock-gpt": {"chain": ["mock-openai"]}, "mock-claude": {"chain": ["mock-anthropic"]},
-                   "mock-gemini": {"chain": ["mock-gemini"]}, "gemini-*": {"chain": ["mock-gemini"]}},
+    spec = sluice.mock_spec(m)
+    spec["models"]["gemini-*"] = {"chain": ["mock-gemini"]}
+    spec.update({
         "timeouts": {"idle": "2s"},
         "auth": {
             "keys": [{"id": "sec", "sha256": sha("sk-sec"), "team": "sec"},
@@ -47,7 +42,7 @@ def sec(tmp_path_factory):
         },
         "pii": {},
         "cache": {},
-    }
+    })
     stack = sluice.Stack(run, mock_port=m, spec=spec, concurrency=2, max_seconds=900, quiet=True)
     stack.start()
     yield stack
