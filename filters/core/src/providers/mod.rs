@@ -107,6 +107,29 @@ pub struct Plan {
     pub response: ResponsePlan,
 }
 
+impl Plan {
+    /// The plan of a translated chat request: `request` goes upstream as `model`, and the
+    /// answer is read back by `translator` for the client's `req`.
+    pub fn chat(
+        translator: &'static dyn Translator,
+        req: &crate::openai::ChatRequest,
+        model: String,
+        json_tool: Option<String>,
+        request: UpstreamRequest,
+    ) -> Plan {
+        Plan {
+            request,
+            response: ResponsePlan {
+                translator,
+                stream: req.is_stream(),
+                json_tool,
+                client_model: req.model.clone(),
+                upstream_model: model,
+            },
+        }
+    }
+}
+
 /// A provider's error answer, as the adapter read it.
 #[derive(Debug, Clone, Copy)]
 pub struct UpstreamError<'a> {

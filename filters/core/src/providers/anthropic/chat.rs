@@ -33,23 +33,15 @@ impl Translator for OpenAiToAnthropic {
         let max_default = target.max_tokens_default.unwrap_or(DEFAULT_MAX_TOKENS);
         let (out, json_tool) = request(&req, &model, max_default)?;
         let version = target.api_version.unwrap_or(DEFAULT_ANTHROPIC_VERSION);
-        Ok(Plan {
-            request: UpstreamRequest {
-                path: format!("{}/messages", target.base_path),
-                headers: vec![
-                    ("content-type", "application/json".to_string()),
-                    ("anthropic-version", version.to_string()),
-                ],
-                body: Some(serde_json::to_vec(&out).unwrap_or_default()),
-            },
-            response: ResponsePlan {
-                translator: self,
-                stream: req.is_stream(),
-                json_tool,
-                client_model: req.model.clone(),
-                upstream_model: model,
-            },
-        })
+        let request = UpstreamRequest {
+            path: format!("{}/messages", target.base_path),
+            headers: vec![
+                ("content-type", "application/json".to_string()),
+                ("anthropic-version", version.to_string()),
+            ],
+            body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+        };
+        Ok(Plan::chat(self, &req, model, json_tool, request))
     }
 
     fn response(

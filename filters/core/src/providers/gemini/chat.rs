@@ -37,25 +37,17 @@ impl Translator for OpenAiToGemini {
         } else {
             "generateContent"
         };
-        Ok(Plan {
-            request: UpstreamRequest {
-                path: format!(
-                    "{}/models/{}:{}",
-                    target.base_path,
-                    path_segment(&model),
-                    method
-                ),
-                headers: vec![("content-type", "application/json".to_string())],
-                body: Some(serde_json::to_vec(&out).unwrap_or_default()),
-            },
-            response: ResponsePlan {
-                translator: self,
-                stream: req.is_stream(),
-                json_tool: None,
-                client_model: req.model.clone(),
-                upstream_model: model,
-            },
-        })
+        let request = UpstreamRequest {
+            path: format!(
+                "{}/models/{}:{}",
+                target.base_path,
+                path_segment(&model),
+                method
+            ),
+            headers: vec![("content-type", "application/json".to_string())],
+            body: Some(serde_json::to_vec(&out).unwrap_or_default()),
+        };
+        Ok(Plan::chat(self, &req, model, None, request))
     }
 
     fn response(
