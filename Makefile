@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen fuzz
+.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen fuzz redis
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -21,7 +21,12 @@ $(STAMP): tests/requirements.txt
 
 build: setup
 	$(CARGO) build --release --target wasm32-wasip1 -p sluice
-	$(CARGO) build --release -p sluice-mock
+	$(CARGO) build --release -p sluice-mock -p sluice-quota
+
+# redis-server (Debian's package) for the fleet-quota tests and SLUICE_REDIS_URL runs.
+redis:
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; } \
+	  || { echo "make redis: could not install redis-server (apt-get install redis-server)"; exit 1; }
 
 run: build
 	$(PY) scripts/sluice.py run
@@ -30,7 +35,7 @@ lint: setup
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-core -p sluice-host -p sluice-translate -p sluice-auth -p sluice-cache -p sluice-pii -p sluice -p sluice-bench-floor --all-targets -- -D warnings
 	$(CARGO) clippy --target wasm32-wasip1 -p sluice-host --features timing -- -D warnings
-	$(CARGO) clippy -p sluice-mock -- -D warnings
+	$(CARGO) clippy -p sluice-mock -p sluice-quota -- -D warnings
 	python3 scripts/check_core_deps.py
 	@# Shared names are spelled in one place (the generator reads them from contract.json).
 	@if grep -rnE '"x-sluice-[a-z-]+"|"sluice:[a-z]+:|"sluice_[a-z_]+"' --include='*.rs' filters bench \
@@ -50,7 +55,7 @@ validate: build
 	  $(VENV)/bin/envoy --mode validate -c $$f --log-level error >/dev/null || { echo "INVALID: $$f"; exit 1; }; \
 	  echo "valid: $$f"; done
 
-integration: build
+integration: build redis
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test: lint unit build validate integration

@@ -8,6 +8,11 @@ scripts/sluice_gen.py, adapted to the environment (ports, provider keys and base
 Provider keys are read from OPENAI_API_KEY, ANTHROPIC_API_KEY and GEMINI_API_KEY and written
 only to SDS secret files (mode 0600) under the run directory; they are never printed and never
 placed in a wasm configuration. A provider without a key is left out (its models answer 404).
+
+SLUICE_SPEC picks another spec. SLUICE_REDIS_URL (redis://HOST:PORT) switches quotas to fleet
+mode: `run` starts a sluice-quota replica on SLUICE_QUOTA_PORT (default 7070) against that Redis
+and points the gateway at it. Run files live in .run/<SLUICE_PORT>, so several gateways of one
+checkout (a fleet on one machine) do not share them.
 """
 from __future__ import annotations
 
@@ -30,6 +35,7 @@ import sluice_gen  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 WASM_DIR = ROOT / "target/wasm32-wasip1/release"
 MOCK = ROOT / "target/release/sluice-mock"
+QUOTA = ROOT / "target/release/sluice-quota"
 ENVOY = ROOT / ".venv/bin/envoy"
 
 # Real providers in envoy/specs/gateway.yaml: the backend that serves them, their models, and
@@ -80,7 +86,11 @@ def write_secret(path: Path, value: str) -> None:
 
 def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: dict) -> dict:
     """envoy/specs/gateway.yaml adapted to this environment."""
-    spec = yaml.safe_load((ROOT / "envoy/specs/gateway.yaml").read_text())
+    spec = yaml.safe_load(Path(env.get("SLUICE_SPEC") or ROOT / "envoy/specs/gateway.yaml").read_text())
+    if env.get("SLUICE_REDIS_URL"):
+        quota = dict(spec.get("quota") or {})
+        quota["endpoints"] = [f"127.0.0.1:{env.get('SLUICE_QUOTA_PORT', '7070')}"]
+        spec["quota"] = quota
     listen = env.get("SLUICE_LISTEN_ADDRESS", "127.0.0.1")
     spec["listen"], spec["admin"], spec["wasm_dir"] = f"{listen}:{port}", f"{listen}:{admin_port}", str(WASM_DIR)
     for name, b in spec["backends"].items():
@@ -97,11 +107,13 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
                 b[field] = sorted(set(b.get(field, [])) | set(extra))
     for name, p in PROVIDERS.items():
         key = env.get(p["key_env"], "").strip()
-        b = spec["backends"][name]
+        b = spec["backends"].get(name)
+        if b is None:
+            continue
         if not key:
             del spec["backends"][name]
             for m in p["models"]:
-                del spec["models"][m]
+                spec["models"].pop(m, None)
             continue
         secret = run_dir / "secrets" / f"{name}.yaml"
         write_secret(secret, key)
@@ -142,6 +154,91 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
             pass
         time.sleep(0.05)
     raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+class Redis:
+    """A redis-server of its own on a loopback port: no persistence, stops with the test."""
+
+    def __init__(self, run_dir: Path, port: int | None = None, persist: bool = False):
+        """`persist`: an append-only file fsynced on every write, so a restart keeps the data."""
+        self.run_dir = Path(run_dir)
+        self.port = port or free_port()
+        self.persist = persist
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> "Redis":
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                                      "--save", "", "--dir", str(self.run_dir),
+                                      *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist
+                                        else ["--appendonly", "no"]),
+                                      "--loglevel", "warning"], stdout=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def command(self, *args: str) -> bytes:
+        """One command in RESP, its raw reply (enough for tests: FLUSHALL, DEBUG SLEEP...)."""
+        msg = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as c:
+            c.sendall(msg.encode())
+            return c.recv(65536)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class QuotaService:
+    """One sluice-quota replica."""
+
+    def __init__(self, redis_url: str, port: int | None = None, max_seconds: int | None = None):
+        self.redis_url = redis_url
+        self.port = port or free_port()
+        self.max_seconds = max_seconds
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> "QuotaService":
+        life = ["--max-seconds", str(self.max_seconds)] if self.max_seconds else []
+        self.proc = subprocess.Popen([str(QUOTA), "--listen", self.address, "--redis", self.redis_url, *life],
+                                     stderr=subprocess.DEVNULL if os.environ.get("CI") else None)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"sluice-quota exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("sluice-quota did not start")
+
+    def stop(self, kill: bool = False) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill() if kill else self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
 
 class Stack:
@@ -258,7 +355,13 @@ def run() -> None:
     port = int(os.environ.get("SLUICE_PORT", "10000"))
     admin = int(os.environ.get("SLUICE_ADMIN_PORT", "9901"))
     mock = int(os.environ.get("SLUICE_MOCK_PORT", "18080"))
-    stack = Stack(ROOT / ".run", port=port, admin_port=admin, mock_port=mock, log_level="warn")
+    quota = None
+    redis_url = os.environ.get("SLUICE_REDIS_URL", "").strip()
+    if redis_url:
+        quota = QuotaService(redis_url, port=int(os.environ.get("SLUICE_QUOTA_PORT", "7070"))).start()
+    stack = Stack(ROOT / ".run" / str(port), port=port, admin_port=admin, mock_port=mock, log_level="warn")
+    if quota:
+        stack.procs.append(quota.proc)
     served = ["mock-gpt (OpenAI format)", "mock-claude (Anthropic Messages)", "mock-gemini (Gemini)"]
     for name, p in PROVIDERS.items():
         if os.environ.get(p["key_env"], "").strip():
@@ -276,6 +379,7 @@ Sluice is running.
   OpenAI API:  {stack.base_url}/v1   (POST /v1/chat/completions, GET /v1/models)
   API key:     sk-sluice-demo   (the demo key of envoy/specs/gateway.yaml; usage: GET /v1/sluice/usage)
   Envoy admin: http://127.0.0.1:{admin}
+  Quotas:      {f"fleet (sluice-quota on {quota.address}, Redis {redis_url})" if quota else "local (this Envoy's counters; SLUICE_REDIS_URL=redis://... for fleet mode)"}
   Models:      {chr(10).join(('  ' * 7) + s if i else s for i, s in enumerate(served))}
 Try:
   curl -s {stack.base_url}/v1/chat/completions -H 'authorization: Bearer sk-sluice-demo' \\
@@ -299,7 +403,8 @@ if __name__ == "__main__":
         # sluice.py render OUT: writes the config `make run` would use (for inspection).
         cfg = render(port=int(os.environ.get("SLUICE_PORT", "10000")),
                      admin_port=int(os.environ.get("SLUICE_ADMIN_PORT", "9901")),
-                     mock_port=int(os.environ.get("SLUICE_MOCK_PORT", "18080")), run_dir=ROOT / ".run")
+                     mock_port=int(os.environ.get("SLUICE_MOCK_PORT", "18080")),
+                     run_dir=ROOT / ".run" / os.environ.get("SLUICE_PORT", "10000"))
         Path(sys.argv[2]).write_text(sluice_gen.dump(cfg))
     else:
         print("usage: sluice.py run | render OUT", file=sys.stderr)

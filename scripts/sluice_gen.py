@@ -19,6 +19,12 @@ A spec (see envoy/specs/*.yaml, and the README's "Failover" section):
       gpt-4o:  {chain: [openai, "anthropic:claude-sonnet-4-5"]}   # attempt 1, attempt 2, ...
       smart:   {split: {"openai:gpt-4o": 80, "anthropic:claude-sonnet-4-5": 20}}
       claude-*: {chain: [anthropic]}
+    quota:                           # fleet-wide quotas (absent: this Envoy's own counters)
+      endpoints: [127.0.0.1:7070, 127.0.0.1:7071]   # sluice-quota replicas (one Redis behind)
+      failure_mode: closed           # or open: serve on local_share of each limit, marked
+      timeout_ms: 250
+      local_share: 0.1
+      reservation_ttl_seconds: 900
 
 A chain entry is `backend` or `backend:provider-model`. Chains are lists of backends, so a
 chain cannot loop; its length bounds the attempts. A secret is an SDS file whose one generic
@@ -54,7 +60,9 @@ AUTH = {  # provider -> (header, value prefix) the credential injector writes
 BASE_PATHS = CONTRACT["base_paths"]
 
 TOP_KEYS = {"listen", "admin", "wasm_dir", "runtime", "max_body_bytes", "timeouts", "retry", "backends", "models",
-            "auth", "cache", "pii"}
+            "auth", "cache", "pii", "quota"}
+QUOTA_KEYS = {"endpoints", "failure_mode", "timeout_ms", "local_share", "reservation_ttl_seconds"}
+QUOTA_CLUSTER = "sluice-quota"
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
                 "outlier_detection", "max_requests", "connect_timeout", "forward_headers",
                 "return_headers"}
@@ -259,6 +267,18 @@ class Generator:
         self.cache = spec.get("cache")
         if self.cache is not None and not isinstance(self.cache, dict):
             raise SpecError("cache: expected the sluice-cache configuration (a mapping, {} for defaults)")
+        self.quota = spec.get("quota")
+        if self.quota is not None:
+            if not isinstance(self.quota, dict):
+                raise SpecError("quota: expected {endpoints: [HOST:PORT, ...], failure_mode, ...}")
+            _check_keys(self.quota, QUOTA_KEYS, "quota")
+            eps = self.quota.get("endpoints")
+            if not isinstance(eps, list) or not eps:
+                raise SpecError("quota.endpoints: expected a list of HOST:PORT (the sluice-quota replicas)")
+            for e in eps:
+                _addr(e, "quota.endpoints")
+            if self.auth is None:
+                raise SpecError("quota: fleet quotas need auth (the keys, teams and limits)")
         self.runtime = spec.get("runtime", "v8")
         if self.runtime not in ("v8", "wasmtime", "wamr"):
             raise SpecError(f"runtime: expected v8, wasmtime or wamr, got {self.runtime!r}")
@@ -413,6 +433,27 @@ class Generator:
                 c["transport_socket"]["typed_config"]["sni"] = eps[0]["host"]
         return c
 
+    def _quota_cluster(self) -> dict:
+        """The sluice-quota replicas over HTTP/2 (gRPC). Health checks and outlier detection take
+        a dead replica out within a second; a reserve that hits one is retried by the filter
+        (UNAVAILABLE), and the load balancer sends the retry to another."""
+        eps = []
+        for e in self.quota["endpoints"]:
+            host, port = _addr(e, "quota.endpoints")
+            eps.append({"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}})
+        return {
+            "name": QUOTA_CLUSTER, "type": "STATIC" if all(_is_ip(_addr(e, "")[0]) for e in self.quota["endpoints"]) else "STRICT_DNS",
+            "connect_timeout": "0.25s", "lb_policy": "ROUND_ROBIN",
+            "typed_extension_protocol_options": {"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {}}}},
+            "health_checks": [{"timeout": "0.5s", "interval": "1s", "unhealthy_threshold": 1,
+                               "healthy_threshold": 1, "tcp_health_check": {}}],
+            "outlier_detection": {"consecutive_gateway_failure": 2, "interval": "1s",
+                                  "base_ejection_time": "5s", "max_ejection_percent": 50},
+            "load_assignment": {"cluster_name": QUOTA_CLUSTER, "endpoints": [{"lb_endpoints": eps}]},
+        }
+
     def _chain_cluster(self, model: str, chain: list[str]) -> dict:
         name = f"chain-{slug(model)}"
         tls = any(self.backends[b]["endpoints"][0]["tls"] for b in chain)
@@ -454,6 +495,8 @@ class Generator:
 
     def generate(self) -> dict:
         clusters = [self._backend_cluster(n) for n in self.backends]
+        if self.quota is not None:
+            clusters.append(self._quota_cluster())
         routes = []
         # Exact names first, so that `gpt-4o` wins over `gpt-*`.
         ordered = sorted(self.models.items(), key=lambda kv: "*" in kv[0])
@@ -495,6 +538,9 @@ class Generator:
             # the usage chunk a client did not ask for itself, after reading it.
             route_conf["strip_unrequested_usage"] = False
             auth_conf = {**self.auth, "max_body_bytes": self.max_body, "models": sorted(self.models)}
+            if self.quota is not None:
+                auth_conf["store"] = {"cluster": QUOTA_CLUSTER,
+                                      **{k: v for k, v in self.quota.items() if k != "endpoints"}}
             http_filters.append(_wasm_filter("sluice.auth", "sluice-auth", auth_conf, self.wasm, self.runtime))
         if self.pii is not None:
             # Before the cache: entries are keyed on, and hold, the redacted form (no PII at rest);
@@ -535,7 +581,7 @@ class Generator:
                     f"tokens_in={_log_field('sluice_tokens_in')} "
                     f"tokens_out={_log_field('sluice_tokens_out')} "
                     f"cost_micro_usd={_log_field('sluice_cost_micro_usd')} cache=%RESP({rh['cache']})% "
-                    f"refusal={_log_field('sluice_refusal')} "
+                    f"refusal={_log_field('sluice_refusal')} quota={_log_field('sluice_quota')} "
                     "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% upstream=%UPSTREAM_HOST% %DURATION%ms\n")}}}}],
             # Errors Envoy itself generates (no healthy upstream, connect failure, reset, timeout,
             # overflow) get the OpenAI error envelope too.

@@ -82,10 +82,64 @@ struct RawWindows {
     month_seconds: Option<u64>,
 }
 
+/// Where the counters live: absent = this Envoy's shared data (local mode); present = the
+/// fleet quota service (services/quota), reached through an Envoy cluster.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    cluster: String,
+    #[serde(default = "default_store_timeout")]
+    timeout_ms: u64,
+    #[serde(default)]
+    failure_mode: FailureMode,
+    /// In `open` mode, the share of each fleet limit one Envoy may use on its own.
+    #[serde(default = "default_local_share")]
+    local_share: f64,
+    /// How long an unsettled reservation holds before the service reaps it (longer than the
+    /// longest request the routes allow).
+    #[serde(default = "default_reservation_ttl")]
+    reservation_ttl_seconds: u64,
+}
+
+/// What sluice-auth does when the quota service cannot answer (down, slow, Redis gone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailureMode {
+    /// Refuse with 503: no request goes unaccounted.
+    #[default]
+    Closed,
+    /// Serve against local limits (`local_share` of each fleet limit), marked, and send the
+    /// settle anyway so the fleet counters learn of it when the service is back.
+    Open,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetStore {
+    pub cluster: String,
+    pub timeout_ms: u64,
+    pub failure_mode: FailureMode,
+    pub local_share_permille: u64,
+    pub reservation_ttl_seconds: u64,
+}
+
+fn default_store_timeout() -> u64 {
+    250
+}
+
+fn default_local_share() -> f64 {
+    0.1
+}
+
+fn default_reservation_ttl() -> u64 {
+    900
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     keys: Vec<RawKey>,
+    #[serde(default)]
+    store: Option<RawStore>,
     #[serde(default)]
     teams: BTreeMap<String, RawTeam>,
     #[serde(default)]
@@ -156,6 +210,8 @@ pub struct AuthConfig {
     pub windows: Windows,
     pub strip_unrequested_usage: bool,
     pub max_body_bytes: usize,
+    /// `None`: local mode.
+    pub store: Option<FleetStore>,
 }
 
 fn micro_usd(x: Option<f64>, what: &str) -> Result<Option<u64>, String> {
@@ -298,6 +354,30 @@ impl AuthConfig {
             .cloned()
             .collect();
         let prices = Ranked::new(prices);
+        let store = match &raw.store {
+            None => None,
+            Some(st) => {
+                if st.cluster.is_empty() {
+                    return Err("field 'store.cluster': the quota service's cluster".into());
+                }
+                if !(st.local_share.is_finite() && (0.0..=1.0).contains(&st.local_share)) {
+                    return Err("field 'store.local_share': must be between 0 and 1".into());
+                }
+                if !(1..=60_000).contains(&st.timeout_ms) {
+                    return Err("field 'store.timeout_ms': must be 1 to 60000".into());
+                }
+                if !(1..=86_400).contains(&st.reservation_ttl_seconds) {
+                    return Err("field 'store.reservation_ttl_seconds': must be 1 to 86400".into());
+                }
+                Some(FleetStore {
+                    cluster: st.cluster.clone(),
+                    timeout_ms: st.timeout_ms,
+                    failure_mode: st.failure_mode,
+                    local_share_permille: (st.local_share * 1000.0).round() as u64,
+                    reservation_ttl_seconds: st.reservation_ttl_seconds,
+                })
+            }
+        };
         let w = &raw.windows;
         let d = Windows::default();
         Ok(AuthConfig {
@@ -316,6 +396,7 @@ impl AuthConfig {
             },
             strip_unrequested_usage: raw.strip_unrequested_usage,
             max_body_bytes: raw.max_body_bytes,
+            store,
         })
     }
 
@@ -339,6 +420,8 @@ impl AuthConfig {
     /// Key, project and team scopes of a principal, with their limits.
     pub fn scopes(&self, p: &Principal) -> Vec<Scope> {
         let mut s = vec![Scope {
+            kind: "key",
+            id: p.id.clone(),
             key: crate::contract::key::quota_key(&p.id),
             name: format!("key {}", p.id),
             limits: p.limits,
@@ -346,6 +429,8 @@ impl AuthConfig {
         if let Some(proj) = &p.project {
             let limits = self.projects.get(proj).map(|(_, l)| *l).unwrap_or_default();
             s.push(Scope {
+                kind: "project",
+                id: proj.clone(),
                 key: crate::contract::key::quota_project(proj),
                 name: format!("project {proj}"),
                 limits,
@@ -357,6 +442,8 @@ impl AuthConfig {
             .map(|t| t.limits)
             .unwrap_or_default();
         s.push(Scope {
+            kind: "team",
+            id: p.team.clone(),
             key: crate::contract::key::quota_team(&p.team),
             name: format!("team {}", p.team),
             limits,
@@ -416,6 +503,16 @@ pub fn presented_key(
         ));
     }
     Ok(key.to_vec())
+}
+
+/// The quota service could not answer and the store fails closed.
+pub fn quota_unavailable() -> GatewayError {
+    GatewayError::new(
+        503,
+        "server_error",
+        "The quota service is unavailable; the request was not sent. Retry shortly.",
+    )
+    .with_code("quota_unavailable")
 }
 
 pub fn unknown_key() -> GatewayError {

@@ -129,6 +129,9 @@ pub mod property {
     pub const TOKENS_IN: &str = "sluice_tokens_in";
     pub const TOKENS_OUT: &str = "sluice_tokens_out";
     pub const COST_MICRO_USD: &str = "sluice_cost_micro_usd";
+    /// Which counters admitted the request: `local`, `fleet`, or `fail_open` (the quota
+    /// service could not answer and local limits applied).
+    pub const QUOTA: &str = "sluice_quota";
 
     pub const ALL: &[&str] = &[
         PATH,
@@ -140,6 +143,7 @@ pub mod property {
         TOKENS_IN,
         TOKENS_OUT,
         COST_MICRO_USD,
+        QUOTA,
     ];
 }
 
@@ -153,6 +157,23 @@ pub mod key {
     }
     pub fn quota_team(name: &str) -> String {
         format!("sluice:auth:team:{name}")
+    }
+    /// A scope's counters in Redis (fleet mode). Every key of one team shares the hash tag
+    /// `{team}`, so one Lua script can touch them all on Redis Cluster too.
+    pub fn fleet_scope(team: &str, kind: &str, id: &str) -> String {
+        format!("sluice:{{{team}}}:{kind}:{id}")
+    }
+    /// A reservation record of a request (fleet mode).
+    pub fn fleet_reservation(team: &str, request_id: &str) -> String {
+        format!("sluice:{{{team}}}:res:{request_id}")
+    }
+    /// A team's open reservations by expiry (fleet mode), for reaping.
+    pub fn fleet_expiries(team: &str) -> String {
+        format!("sluice:{{{team}}}:expiries")
+    }
+    /// Marks a request as settled (fleet mode): a second settle is a no-op.
+    pub fn fleet_settled(team: &str, request_id: &str) -> String {
+        format!("sluice:{{{team}}}:done:{request_id}")
     }
     pub fn cache_index(shard: u32) -> String {
         format!("sluice:cache:index:{shard}")

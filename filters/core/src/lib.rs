@@ -11,6 +11,8 @@
 //! - [`providers`]: the translator interface, and one folder per backend wire format.
 //! - [`stream`]: the OpenAI chunk writer shared by the streaming translators.
 //! - [`metadata`]: decoding Envoy's serialized host metadata.
+//! - [`quota`]: windows, limits, reservations; [`quota::wire`] is the fleet quota protocol.
+//! - [`proto`]: the protobuf wire format of Sluice's own messages.
 
 pub mod auth;
 pub mod backend;
@@ -23,6 +25,7 @@ pub mod metadata;
 pub mod models;
 pub mod openai;
 pub mod pii;
+pub mod proto;
 pub mod providers;
 pub mod quota;
 pub mod sse;

@@ -21,6 +21,9 @@ impl Reply {
     }
 }
 
+/// A gRPC call a filter sent: (cluster, service, method, message).
+pub type GrpcCall = (String, String, String, Vec<u8>);
+
 #[derive(Debug, Default)]
 pub struct FakeHost {
     pub request_headers: RefCell<Vec<(String, String)>>,
@@ -33,6 +36,13 @@ pub struct FakeHost {
     pub logs: RefCell<Vec<String>>,
     pub sent: RefCell<Option<Reply>>,
     pub now: Cell<u64>,
+    /// gRPC calls sent: (cluster, service, method, message); the token is the index + 1.
+    pub grpc: RefCell<Vec<GrpcCall>>,
+    /// What `Buffer::GrpcReceiveBuffer` holds (the answer a test delivers).
+    pub grpc_reply: RefCell<Vec<u8>>,
+    /// `grpc_call` fails (nothing sent) while set.
+    pub grpc_down: Cell<bool>,
+    pub resumed: Cell<u32>,
 }
 
 impl FakeHost {
@@ -94,6 +104,7 @@ impl FakeHost {
     fn buffer(&self, buf: BufferType) -> &RefCell<Vec<u8>> {
         match buf {
             BufferType::HttpResponseBody => &self.response_body,
+            BufferType::GrpcReceiveBuffer => &self.grpc_reply,
             _ => &self.request_body,
         }
     }
@@ -194,6 +205,35 @@ impl Host for FakeHost {
         }
         m.insert(key.to_string(), (value.to_vec(), cur.unwrap_or(0) + 1));
         Ok(())
+    }
+
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        _timeout_ms: u64,
+    ) -> Option<u32> {
+        if self.grpc_down.get() {
+            return None;
+        }
+        let mut g = self.grpc.borrow_mut();
+        g.push((
+            cluster.to_string(),
+            service.to_string(),
+            method.to_string(),
+            message.to_vec(),
+        ));
+        u32::try_from(g.len()).ok()
+    }
+
+    fn resume_request(&self) {
+        self.resumed.set(self.resumed.get() + 1);
+    }
+
+    fn random_id(&self) -> String {
+        format!("{:032x}", self.grpc.borrow().len() as u128 + 0xabc)
     }
 
     fn count(&self, _id: &mut Option<u32>, name: &str, by: u64) {

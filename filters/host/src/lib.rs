@@ -48,6 +48,20 @@ pub trait Filter: 'static {
         config: &Rc<Self::Config>,
         metrics: &Rc<RefCell<Counters>>,
     ) -> Box<dyn proxy_wasm::traits::HttpContext>;
+    /// Work the root context does on a timer: `Some(ms)` starts one after the configuration
+    /// loads (the root context outlives every stream, so what it sends gets its answer).
+    fn tick_ms(_config: &Self::Config) -> Option<u64> {
+        None
+    }
+    fn on_tick(_config: &Self::Config, _metrics: &Rc<RefCell<Counters>>) {}
+    /// The answer to a gRPC call the root context sent.
+    fn on_root_grpc(
+        _config: &Self::Config,
+        _metrics: &Rc<RefCell<Counters>>,
+        _token: u32,
+        _status: u32,
+    ) {
+    }
 }
 
 struct FilterRoot<F: Filter> {
@@ -55,7 +69,13 @@ struct FilterRoot<F: Filter> {
     metrics: Rc<RefCell<Counters>>,
 }
 
-impl<F: Filter> proxy_wasm::traits::Context for FilterRoot<F> {}
+impl<F: Filter> proxy_wasm::traits::Context for FilterRoot<F> {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, _size: usize) {
+        if let Some(c) = &self.config {
+            F::on_root_grpc(c, &self.metrics, token, status);
+        }
+    }
+}
 
 impl<F: Filter> proxy_wasm::traits::RootContext for FilterRoot<F> {
     fn on_configure(&mut self, _size: usize) -> bool {
@@ -63,6 +83,9 @@ impl<F: Filter> proxy_wasm::traits::RootContext for FilterRoot<F> {
             Ok(c) => {
                 if let Some(line) = F::loaded(&c) {
                     log(LogLevel::Info, &format!("{}: {line}", F::NAME));
+                }
+                if let Some(ms) = F::tick_ms(&c) {
+                    let _ = hostcalls::set_tick_period(std::time::Duration::from_millis(ms));
                 }
                 self.config = Some(Rc::new(c));
                 true
@@ -74,6 +97,12 @@ impl<F: Filter> proxy_wasm::traits::RootContext for FilterRoot<F> {
                 );
                 false
             }
+        }
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(c) = &self.config {
+            F::on_tick(c, &self.metrics);
         }
     }
 
@@ -126,6 +155,20 @@ pub trait Host {
     ) -> Result<(), sluice_core::quota::Conflict>;
     /// Adds to a counter metric (defined on first use).
     fn count(&self, id_cache: &mut Option<u32>, name: &str, by: u64);
+    /// A unary gRPC call to a cluster. Its answer arrives in the context's
+    /// `on_grpc_call_response` (the message in `Buffer::GrpcReceiveBuffer`). `None`: not sent.
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32>;
+    /// Resumes a request paused in a callback (after an asynchronous answer).
+    fn resume_request(&self);
+    /// 128 random bits as hex: an id no client can choose or guess.
+    fn random_id(&self) -> String;
 
     // ---- built on the calls above ----
 
@@ -256,6 +299,48 @@ impl Host for RealHost {
     ) -> Result<(), sluice_core::quota::Conflict> {
         hostcalls::set_shared_data(key, Some(value), Some(cas.unwrap_or(u32::MAX)))
             .map_err(|_| sluice_core::quota::Conflict)
+    }
+
+    fn grpc_call(
+        &self,
+        cluster: &str,
+        service: &str,
+        method: &str,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Option<u32> {
+        hostcalls::dispatch_grpc_call(
+            cluster,
+            service,
+            method,
+            Vec::new(),
+            Some(message),
+            std::time::Duration::from_millis(timeout_ms),
+        )
+        .map_err(|_| warn_failed("grpc call"))
+        .ok()
+    }
+
+    fn resume_request(&self) {
+        if hostcalls::resume_http_request().is_err() {
+            warn_failed("resume request");
+        }
+    }
+
+    fn random_id(&self) -> String {
+        let mut b = [0u8; 16];
+        if getrandom::getrandom(&mut b).is_err() {
+            // Never seen on Envoy (WASI random_get); still unique per VM and instant.
+            use std::sync::atomic::{AtomicU64, Ordering};
+            static N: AtomicU64 = AtomicU64::new(0);
+            let t = hostcalls::get_current_time()
+                .ok()
+                .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_nanos() as u64);
+            b[..8].copy_from_slice(&t.to_le_bytes());
+            b[8..].copy_from_slice(&N.fetch_add(1, Ordering::Relaxed).to_le_bytes());
+        }
+        b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
     fn count(&self, id_cache: &mut Option<u32>, name: &str, by: u64) {

@@ -44,7 +44,13 @@ impl<C> Timed<C> {
     }
 }
 
-impl<C: Context> Context for Timed<C> {}
+impl<C: Context> Context for Timed<C> {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        self.time("grpc_response_ns", |c| {
+            c.on_grpc_call_response(token, status, size)
+        })
+    }
+}
 
 impl<C: HttpContext> HttpContext for Timed<C> {
     fn on_http_request_headers(&mut self, n: usize, end: bool) -> Action {

@@ -36,7 +36,13 @@ pub fn filter_for(root_id: &str) -> Option<fn() -> Box<dyn RootContext>> {
 /// A plugin's root context: the named filter's, once the configuration arrives.
 struct Plugin(Option<Box<dyn RootContext>>);
 
-impl Context for Plugin {}
+impl Context for Plugin {
+    fn on_grpc_call_response(&mut self, token: u32, status: u32, size: usize) {
+        if let Some(r) = self.0.as_mut() {
+            r.on_grpc_call_response(token, status, size);
+        }
+    }
+}
 
 impl RootContext for Plugin {
     fn on_configure(&mut self, size: usize) -> bool {
@@ -58,6 +64,12 @@ impl RootContext for Plugin {
         let ok = root.on_configure(size);
         self.0 = Some(root);
         ok
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(r) = self.0.as_mut() {
+            r.on_tick();
+        }
     }
 
     fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {

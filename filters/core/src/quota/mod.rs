@@ -12,6 +12,8 @@
 
 use crate::error::GatewayError;
 
+pub mod wire;
+
 /// Shared data as the filter sees it: a value and its CAS token. `set` succeeds only if the key
 /// is unchanged since the `get` that returned `cas` (`None`: the key was absent and still is);
 /// otherwise it fails with `Err(Conflict)`.
@@ -127,6 +129,29 @@ pub struct Limits {
     pub parallel_requests: Option<u64>,
 }
 
+impl Limits {
+    /// Each limit cut to `permille` thousandths (at least 1 where a limit is set): the share of
+    /// a fleet budget one Envoy may spend alone while the quota service is unreachable.
+    pub fn share(&self, permille: u64) -> Limits {
+        let cut = |l: Option<u64>| {
+            l.map(|v| {
+                (u128::from(v) * u128::from(permille.min(1000)) / 1000)
+                    .max(1)
+                    .try_into()
+                    .unwrap_or(u64::MAX)
+            })
+        };
+        Limits {
+            requests_per_minute: cut(self.requests_per_minute),
+            tokens_per_minute: cut(self.tokens_per_minute),
+            tokens_per_day: cut(self.tokens_per_day),
+            micro_usd_per_day: cut(self.micro_usd_per_day),
+            micro_usd_per_month: cut(self.micro_usd_per_month),
+            parallel_requests: cut(self.parallel_requests),
+        }
+    }
+}
+
 /// Everything counted for one scope. Window counters belong to the window whose index is
 /// stored beside them and read as zero once that window has passed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -148,11 +173,12 @@ pub struct Record {
     pub total_refused: u64,
 }
 
-const FIELDS: usize = 15;
+pub const FIELDS: usize = 15;
 
 impl Record {
-    pub fn encode(&self) -> Vec<u8> {
-        let f = [
+    /// The fields in their stored (and wire) order.
+    pub fn fields(&self) -> [u64; FIELDS] {
+        [
             self.minute,
             self.requests_minute,
             self.tokens_minute,
@@ -168,8 +194,11 @@ impl Record {
             self.total_micro_usd,
             self.total_partial,
             self.total_refused,
-        ];
-        f.iter().flat_map(|x| x.to_le_bytes()).collect()
+        ]
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        self.fields().iter().flat_map(|x| x.to_le_bytes()).collect()
     }
 
     /// A record of another length (a corrupt or foreign value) reads as empty.
@@ -181,6 +210,10 @@ impl Record {
         for (slot, chunk) in f.iter_mut().zip(bytes.chunks_exact(8)) {
             *slot = u64::from_le_bytes(chunk.try_into().unwrap_or([0; 8]));
         }
+        Record::from_fields(f)
+    }
+
+    pub fn from_fields(f: [u64; FIELDS]) -> Record {
         let [minute, requests_minute, tokens_minute, day, tokens_day, micro_usd_day, month, micro_usd_month, in_flight, total_requests, total_tokens_in, total_tokens_out, total_micro_usd, total_partial, total_refused] =
             f;
         Record {
@@ -438,9 +471,15 @@ pub fn update<S: Store, T>(
 }
 
 /// One scope of a request: where its record lives and its limits.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Scope {
+    /// `key`, `project` or `team`.
+    pub kind: &'static str,
+    /// The key id, project or team name.
+    pub id: String,
+    /// Where the record lives in shared data (local mode).
     pub key: String,
+    /// How refusals name it: `key k1`, `team t`.
     pub name: String,
     pub limits: Limits,
 }
@@ -534,6 +573,8 @@ pub mod tests {
 
     fn scope(name: &str, limits: Limits) -> Scope {
         Scope {
+            kind: "key",
+            id: name.to_string(),
             key: format!("test:{name}"),
             name: name.to_string(),
             limits,
