@@ -88,7 +88,7 @@ clean:
 	rm -rf .run
 
 # Benchmarks, not tests: side by side in one run, printed as a table.
-bench: build
+bench: build redis
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 	$(CARGO) build --release --target wasm32-wasip1 -p sluice-bench-floor
@@ -100,6 +100,7 @@ bench: build
 	$(PY) bench/estimate.py
 	$(PY) bench/pii.py
 	$(PY) bench/phones.py
+	$(PY) bench/fleet.py
 
 # Optional, heavier: the same load against LiteLLM proxy (PyPI) and Portkey gateway (npm),
 # installed into .venv-peers and .peers (pinned), side by side with bare Envoy and Sluice.

@@ -167,12 +167,11 @@ fn reserve(
     r: ReserveRequest,
 ) -> BoxFuture<tonic::Response<wire::ReserveReply>, Status> {
     Box::pin(async move {
-        let mut con = s.redis.clone();
-        let out = s
-            .scripts
-            .reserve(&mut con, &r)
-            .await
-            .map_err(|e| unavailable(&s, &e))?;
+        let out = retried(&s, |mut con| {
+            let (s, r) = (Arc::clone(&s), r.clone());
+            async move { s.scripts.reserve(&mut con, &r).await }
+        })
+        .await?;
         s.stats.reserves.fetch_add(1, Ordering::Relaxed);
         if !out.admitted {
             s.stats.refused.fetch_add(1, Ordering::Relaxed);
@@ -186,12 +185,11 @@ fn settle(
     r: SettleRequest,
 ) -> BoxFuture<tonic::Response<wire::SettleReply>, Status> {
     Box::pin(async move {
-        let mut con = s.redis.clone();
-        let out = s
-            .scripts
-            .settle(&mut con, &r)
-            .await
-            .map_err(|e| unavailable(&s, &e))?;
+        let out = retried(&s, |mut con| {
+            let (s, r) = (Arc::clone(&s), r.clone());
+            async move { s.scripts.settle(&mut con, &r).await }
+        })
+        .await?;
         s.stats.settles.fetch_add(1, Ordering::Relaxed);
         if out.outcome == "duplicate" {
             s.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -202,12 +200,11 @@ fn settle(
 
 fn read(s: Arc<State>, r: ReadRequest) -> BoxFuture<tonic::Response<wire::ReadReply>, Status> {
     Box::pin(async move {
-        let mut con = s.redis.clone();
-        let out = s
-            .scripts
-            .read(&mut con, &r)
-            .await
-            .map_err(|e| unavailable(&s, &e))?;
+        let out = retried(&s, |mut con| {
+            let (s, r) = (Arc::clone(&s), r.clone());
+            async move { s.scripts.read(&mut con, &r).await }
+        })
+        .await?;
         s.stats.reads.fetch_add(1, Ordering::Relaxed);
         Ok(tonic::Response::new(out))
     })

@@ -79,8 +79,7 @@ for i = 1, n do
   save(KEYS[3 + i], r)
   keys[i] = KEYS[3 + i]
 end
-redis.call('HSET', KEYS[2], 'k', table.concat(keys, '\n'), 't', fmt(tokens), 'u', fmt(usd),
-  'm', fmt(w.minute), 'd', fmt(w.day), 'mo', fmt(w.month))
-redis.call('EXPIRE', KEYS[2], ttl * 2 + 60)
+redis.call('SET', KEYS[2], cmsgpack.pack({table.concat(keys, '\n'), tokens, usd, w.minute, w.day, w.month, 0}),
+  'EX', ttl * 2 + 60)
 redis.call('ZADD', KEYS[1], now + ttl, id)
 return reply(1)

@@ -13,12 +13,12 @@ local w = windows(now, tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9]))
 local ttl = tonumber(ARGV[10])
 if redis.call('EXISTS', KEYS[3]) == 1 then return {'duplicate', now} end
 local tokens = tin + tout
-local res = redis.call('HMGET', KEYS[2], 't', 'u', 'm', 'd', 'mo', 'reaped')
+local res = load_res(KEYS[2])
 local outcome
-if res[1] then
-  local rt, ru = tonumber(res[1]) or 0, tonumber(res[2]) or 0
-  local rm, rd, rmo = tonumber(res[3]), tonumber(res[4]), tonumber(res[5])
-  local reaped = res[6] ~= false and res[6] ~= nil
+if res then
+  local rt, ru = res[2], res[3]
+  local rm, rd, rmo = res[4], res[5], res[6]
+  local reaped = res[7] == 1
   for i = 4, #KEYS do
     local r = load(KEYS[i])
     roll(r, w)
