@@ -41,6 +41,9 @@ lint: setup
 	@if grep -rnE '"x-sluice-[a-z-]+"|"sluice:[a-z]+:|"sluice_[a-z_]+"' --include='*.rs' filters bench \
 	    | grep -v '^filters/core/src/contract.rs:'; then \
 	  echo "lint: spell x-sluice-* headers, sluice:* keys and sluice_* properties only in filters/core/src/contract.rs"; exit 1; fi
+	@# Which translator serves a backend is decided in one place (the factory).
+	@if grep -rn 'ProviderKind::' --include='*.rs' filters | grep -vE '^filters/core/src/(backend|providers/mod)\.rs:'; then \
+	  echo "lint: match on ProviderKind only in filters/core/src/backend.rs (the translator factory)"; exit 1; fi
 	@if grep -nE "x-sluice-[a-z]|wasm\.sluice_" scripts/sluice_gen.py | grep -vE '^[0-9]+:\s*(#|""")|"""' ; then \
 	  echo "lint: the generator takes shared names from filters/core/contract.json"; exit 1; fi
 

@@ -15,7 +15,6 @@ use serde_json::{json, Map, Value};
 use sluice_core::auth::FailureMode;
 use sluice_core::auth::{self, AuthConfig, Principal};
 use sluice_core::contract::{self, key, property, Endpoint};
-use sluice_core::openai::Usage;
 use sluice_core::quota::wire::{self, ReadRequest, ReserveReply, ReserveRequest, SettleRequest};
 use sluice_core::quota::{self, Actual, Ask, Limits, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
@@ -346,28 +345,8 @@ impl Auth {
         self.config.windows.at(self.host.now_secs())
     }
 
-    /// OpenAI's x-ratelimit-* headers from the tightest scope of each kind.
     fn set_rate_headers(&mut self, scopes: &[Scope], records: &[Record], now: &Now) {
-        let reset = auth::reset_text(now.minute_end.saturating_sub(now.secs).max(1));
-        let tightest = |limit: fn(&Scope) -> Option<u64>, used: fn(&Record) -> u64| {
-            scopes
-                .iter()
-                .zip(records)
-                .filter_map(|(s, r)| limit(s).map(|l| (l, l.saturating_sub(used(r)))))
-                .min_by_key(|(_, rem)| *rem)
-        };
-        let mut h = Vec::new();
-        if let Some((l, rem)) = tightest(|s| s.limits.requests_per_minute, |r| r.requests_minute) {
-            h.push(("x-ratelimit-limit-requests", l.to_string()));
-            h.push(("x-ratelimit-remaining-requests", rem.to_string()));
-            h.push(("x-ratelimit-reset-requests", reset.clone()));
-        }
-        if let Some((l, rem)) = tightest(|s| s.limits.tokens_per_minute, |r| r.tokens_minute) {
-            h.push(("x-ratelimit-limit-tokens", l.to_string()));
-            h.push(("x-ratelimit-remaining-tokens", rem.to_string()));
-            h.push(("x-ratelimit-reset-tokens", reset));
-        }
-        self.rate_headers = h;
+        self.rate_headers = auth::rate_headers(scopes, records, now);
     }
 
     fn usage_rows(&self, p: &Principal) -> Vec<UsageRow> {
@@ -699,43 +678,28 @@ impl Auth {
         let Some(p) = self.principal().cloned() else {
             return;
         };
-        let ok = (200..300).contains(&self.status);
-        let free_hit = self.cache_hit && !self.config.charge_cache_hits;
         let model = self
             .served_model
             .clone()
             .unwrap_or_else(|| self.model.clone());
-        let (usage, partial) = if !ok || free_hit {
-            (Usage::default(), false)
-        } else {
-            let (known, generated, complete) = match (&self.tap, &self.json) {
-                (Some(t), _) => (t.usage, t.estimated_completion_tokens(), t.done),
-                (None, Some(body)) => {
-                    let (u, content) = host::response_json(body)
-                        .map_or((None, 0), |v| usage::completion_usage(&v));
-                    (u, content.div_ceil(4), true)
-                }
-                (None, None) => (None, 0, false),
-            };
-            match known {
-                Some(u) => (u, !complete),
-                None => (
-                    Usage {
-                        prompt_tokens: self.prompt_estimate,
-                        completion_tokens: generated,
-                        ..Default::default()
-                    },
-                    true,
-                ),
+        let (reported, generated, complete) = match (&self.tap, &self.json) {
+            (Some(t), _) => (t.usage, t.estimated_completion_tokens(), t.done),
+            (None, Some(body)) => {
+                let (u, content) =
+                    host::response_json(body).map_or((None, 0), |v| usage::completion_usage(&v));
+                (u, content.div_ceil(4), true)
             }
+            (None, None) => (None, 0, false),
         };
-        let cost = self.config.cost(&p, &model, &usage);
-        let actual = Actual {
-            tokens_in: usage.prompt_tokens,
-            tokens_out: usage.completion_tokens,
-            micro_usd: cost,
-            partial,
+        let seen = auth::Observed {
+            ok: (200..300).contains(&self.status),
+            cache_hit: self.cache_hit,
+            reported,
+            generated,
+            complete,
         };
+        let (usage, actual) = self.config.charge(&p, &model, self.prompt_estimate, &seen);
+        let (cost, partial) = (actual.micro_usd, actual.partial);
         if res.mode != Mode::Fleet {
             quota::settle_all(
                 &Shared(self.host),
@@ -881,33 +845,11 @@ impl HttpContext for Auth {
             let err = auth::model_not_allowed(&self.model);
             return self.refuse(&err, "model_not_allowed");
         }
-        self.stream = v.get("stream").and_then(Value::as_bool) == Some(true);
-        self.asked_usage = v
-            .pointer("/stream_options/include_usage")
-            .and_then(Value::as_bool)
-            == Some(true);
-        self.prompt_estimate = usage::estimate_prompt_tokens(&v);
-        let n = v
-            .get("n")
-            .and_then(Value::as_u64)
-            .unwrap_or(1)
-            .clamp(1, 128);
-        let max_out = v
-            .get("max_completion_tokens")
-            .or_else(|| v.get("max_tokens"))
-            .and_then(Value::as_u64)
-            .unwrap_or(self.config.default_max_tokens)
-            .min(usage::MAX_TOKENS_PER_REQUEST)
-            .saturating_mul(n);
-        let worst = Usage {
-            prompt_tokens: self.prompt_estimate,
-            completion_tokens: max_out,
-            ..Default::default()
-        };
-        let ask = Ask {
-            tokens: self.prompt_estimate.saturating_add(max_out),
-            micro_usd: self.config.cost(&p, &self.model, &worst),
-        };
+        let sizing = self.config.size(&p, &self.model, &v);
+        self.stream = sizing.stream;
+        self.asked_usage = sizing.asked_usage;
+        self.prompt_estimate = sizing.prompt_estimate;
+        let ask = sizing.ask;
         let Some(store) = self.config.store.clone() else {
             return self.admit_local(&p, Mode::Local, String::new(), ask);
         };

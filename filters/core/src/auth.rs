@@ -7,7 +7,7 @@
 use crate::error::GatewayError;
 use crate::models::{ModelSet, Ranked};
 use crate::openai::Usage;
-use crate::quota::{Limits, Record, Scope, Windows};
+use crate::quota::{Actual, Ask, Limits, Now, Record, Scope, Windows};
 use crate::usage::Price;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -475,6 +475,132 @@ impl AuthConfig {
     }
 }
 
+/// What a request asks of its scopes, sized from its (OpenAI-shaped) body before it is sent:
+/// the prompt estimate plus the most it may generate, in tokens and in micro-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sizing {
+    pub prompt_estimate: u64,
+    pub ask: Ask,
+    pub stream: bool,
+    /// The client asked for the stream's usage chunk itself.
+    pub asked_usage: bool,
+}
+
+/// What was seen of an answer when it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// A 2xx answer.
+    pub ok: bool,
+    pub cache_hit: bool,
+    /// The usage the provider reported, if any.
+    pub reported: Option<Usage>,
+    /// Completion tokens estimated from the content seen (when usage was not reported).
+    pub generated: u64,
+    /// The answer ended normally (not cut short).
+    pub complete: bool,
+}
+
+impl AuthConfig {
+    pub fn size(&self, p: &Principal, model: &str, v: &Value) -> Sizing {
+        let prompt_estimate = crate::usage::estimate_prompt_tokens(v);
+        let n = v
+            .get("n")
+            .and_then(Value::as_u64)
+            .unwrap_or(1)
+            .clamp(1, 128);
+        let max_out = v
+            .get("max_completion_tokens")
+            .or_else(|| v.get("max_tokens"))
+            .and_then(Value::as_u64)
+            .unwrap_or(self.default_max_tokens)
+            .min(crate::usage::MAX_TOKENS_PER_REQUEST)
+            .saturating_mul(n);
+        let worst = Usage {
+            prompt_tokens: prompt_estimate,
+            completion_tokens: max_out,
+            ..Default::default()
+        };
+        Sizing {
+            prompt_estimate,
+            ask: Ask {
+                tokens: prompt_estimate.saturating_add(max_out),
+                micro_usd: self.cost(p, model, &worst),
+            },
+            stream: v.get("stream").and_then(Value::as_bool) == Some(true),
+            asked_usage: v
+                .pointer("/stream_options/include_usage")
+                .and_then(Value::as_bool)
+                == Some(true),
+        }
+    }
+
+    /// What a request is charged when its answer ends: nothing for an error or a free cache
+    /// hit; the reported usage (partial if the answer was cut); else the prompt estimate and
+    /// the content seen, as partial. Returns the usage and its cost at the served model.
+    pub fn charge(
+        &self,
+        p: &Principal,
+        served_model: &str,
+        prompt_estimate: u64,
+        seen: &Observed,
+    ) -> (Usage, Actual) {
+        let usage = if !seen.ok || (seen.cache_hit && !self.charge_cache_hits) {
+            (Usage::default(), false)
+        } else {
+            match seen.reported {
+                Some(u) => (u, !seen.complete),
+                None => (
+                    Usage {
+                        prompt_tokens: prompt_estimate,
+                        completion_tokens: seen.generated,
+                        ..Default::default()
+                    },
+                    true,
+                ),
+            }
+        };
+        let (usage, partial) = usage;
+        let cost = self.cost(p, served_model, &usage);
+        (
+            usage,
+            Actual {
+                tokens_in: usage.prompt_tokens,
+                tokens_out: usage.completion_tokens,
+                micro_usd: cost,
+                partial,
+            },
+        )
+    }
+}
+
+/// OpenAI's `x-ratelimit-*` headers from the tightest scope of each kind.
+pub fn rate_headers(
+    scopes: &[Scope],
+    records: &[Record],
+    now: &Now,
+) -> Vec<(&'static str, String)> {
+    let reset = reset_text(now.minute_end.saturating_sub(now.secs).max(1));
+    let tightest = |limit: fn(&Scope) -> Option<u64>, used: fn(&Record) -> u64| {
+        scopes
+            .iter()
+            .zip(records)
+            .filter_map(|(s, r)| limit(s).map(|l| (l, l.saturating_sub(used(r)))))
+            .min_by_key(|(_, rem)| *rem)
+    };
+    let mut h = Vec::new();
+    if let Some((l, rem)) = tightest(|s| s.limits.requests_per_minute, |r| r.requests_minute) {
+        h.push(("x-ratelimit-limit-requests", l.to_string()));
+        h.push(("x-ratelimit-remaining-requests", rem.to_string()));
+        h.push(("x-ratelimit-reset-requests", reset.clone()));
+    }
+    if let Some((l, rem)) = tightest(|s| s.limits.tokens_per_minute, |r| r.tokens_minute) {
+        h.push(("x-ratelimit-limit-tokens", l.to_string()));
+        h.push(("x-ratelimit-remaining-tokens", rem.to_string()));
+        h.push(("x-ratelimit-reset-tokens", reset));
+    }
+    h
+}
+
 /// The key a client presented: `Authorization: Bearer <key>` or `x-api-key: <key>`.
 pub fn presented_key(
     authorization: Option<&[u8]>,
@@ -599,6 +725,86 @@ mod tests {
             "prices": {"mock-*": {"input": 1, "output": 2}, "mock-gpt": {"input": 10, "output": 20}}
         });
         AuthConfig::from_json(cfg.to_string().as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn requests_are_sized_by_their_worst_case_and_charged_what_was_seen() {
+        let c = config();
+        let p = c.principals[0].clone();
+        let v = json!({"model": "mock-gpt", "n": 2, "max_tokens": 100, "stream": true,
+                       "stream_options": {"include_usage": true},
+                       "messages": [{"role": "user", "content": "hello there"}]});
+        let s = c.size(&p, "mock-gpt", &v);
+        assert!(s.stream && s.asked_usage && s.prompt_estimate > 0);
+        assert_eq!(s.ask.tokens, s.prompt_estimate + 200);
+        // 10 and 20 USD per million, times the team's 1.5.
+        assert_eq!(s.ask.micro_usd, (s.prompt_estimate * 10 + 200 * 20) * 3 / 2);
+        let no_max = c.size(&p, "mock-gpt", &json!({"messages": []}));
+        assert_eq!(
+            no_max.ask.tokens,
+            no_max.prompt_estimate + c.default_max_tokens
+        );
+
+        let reported = Usage {
+            prompt_tokens: 7,
+            completion_tokens: 3,
+            ..Default::default()
+        };
+        let seen = Observed {
+            ok: true,
+            reported: Some(reported),
+            complete: true,
+            ..Default::default()
+        };
+        let (u, a) = c.charge(&p, "mock-gpt", 50, &seen);
+        assert_eq!(
+            (u.prompt_tokens, a.micro_usd, a.partial),
+            (7, (70 + 60) * 3 / 2, false)
+        );
+        // Cut short without usage: the prompt estimate and what was seen, as partial.
+        let cut = Observed {
+            ok: true,
+            generated: 4,
+            ..Default::default()
+        };
+        let (u, a) = c.charge(&p, "mock-gpt", 50, &cut);
+        assert_eq!(
+            (u.prompt_tokens, u.completion_tokens, a.partial),
+            (50, 4, true)
+        );
+        // Errors and free cache hits cost nothing.
+        for free in [
+            Observed { ok: false, ..seen },
+            Observed {
+                cache_hit: true,
+                ..seen
+            },
+        ] {
+            let (_, a) = c.charge(&p, "mock-gpt", 50, &free);
+            assert_eq!((a.tokens_in, a.micro_usd), (0, 0));
+        }
+    }
+
+    #[test]
+    fn rate_headers_come_from_the_tightest_scope() {
+        let c = config();
+        let scopes = c.scopes(&c.principals[0]);
+        let records = vec![
+            Record {
+                requests_minute: 4,
+                ..Default::default()
+            };
+            scopes.len()
+        ];
+        let now = Windows::default().at(1_000_050);
+        let h = rate_headers(&scopes, &records, &now);
+        assert!(h.contains(&("x-ratelimit-limit-requests", "5".into())));
+        assert!(h.contains(&("x-ratelimit-remaining-requests", "1".into())));
+        assert!(h.contains(&("x-ratelimit-reset-requests", "30s".into())));
+        assert!(
+            !h.iter().any(|(k, _)| k.contains("tokens")),
+            "no scope limits tokens per minute"
+        );
     }
 
     #[test]
