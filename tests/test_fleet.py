@@ -14,14 +14,9 @@ import pytest
 
 import sluice
 from conftest import assemble, request
-from test_auth import sha
+from test_auth import MINUTE, chat, key, usage, wait_next_window
 
-MINUTE = 4
 TTL = 3  # seconds an unsettled reservation holds (reaping is tested)
-
-
-def key(id, team, **kw):
-    return {"id": id, "sha256": sha(f"sk-{id}"), "team": team, **kw}
 
 
 KEYS = [
@@ -86,24 +81,6 @@ def fleet(tmp_path_factory):
     f = Fleet(tmp_path_factory.mktemp("fleet"))
     yield f
     f.stop()
-
-
-def chat(stack, who, body=None, headers=None):
-    b = {"model": "mock-gpt", "messages": [{"role": "user", "content": "one two three"}], "max_tokens": 10}
-    b.update(body or {})
-    h = {"authorization": f"Bearer sk-{who}"}
-    h.update(headers or {})
-    return request(stack, "POST", "/v1/chat/completions", b, h)
-
-
-def usage(stack, who="admin"):
-    r = request(stack, "GET", "/v1/sluice/usage", None, {"authorization": f"Bearer sk-{who}"})
-    assert r.status == 200, r.body
-    return r.json()
-
-
-def wait_next_window():
-    time.sleep(MINUTE - time.time() % MINUTE + 0.1)
 
 
 def test_both_envoys_read_one_set_of_counters(fleet):

@@ -57,6 +57,16 @@ fn scope_keys(team: &str, scopes: &[Scope]) -> Vec<String> {
         .collect()
 }
 
+/// KEYS of reserve and settle: expiries, the reservation, the settled marker, the scopes.
+fn request_keys(inv: &mut redis::ScriptInvocation<'_>, team: &str, id: &str, scopes: &[Scope]) {
+    inv.key(key::fleet_expiries(team))
+        .key(key::fleet_reservation(team, id))
+        .key(key::fleet_settled(team, id));
+    for k in scope_keys(team, scopes) {
+        inv.key(k);
+    }
+}
+
 fn reservation_prefix(team: &str) -> String {
     key::fleet_reservation(team, "")
 }
@@ -110,12 +120,7 @@ impl Scripts {
         r: &ReserveRequest,
     ) -> Result<ReserveReply, RedisError> {
         let mut inv = self.reserve.prepare_invoke();
-        inv.key(key::fleet_expiries(&r.team))
-            .key(key::fleet_reservation(&r.team, &r.request_id))
-            .key(key::fleet_settled(&r.team, &r.request_id));
-        for k in scope_keys(&r.team, &r.scopes) {
-            inv.key(k);
-        }
+        request_keys(&mut inv, &r.team, &r.request_id, &r.scopes);
         inv.arg(&r.request_id)
             .arg(r.ask.tokens)
             .arg(r.ask.micro_usd)
@@ -155,12 +160,7 @@ impl Scripts {
         r: &SettleRequest,
     ) -> Result<SettleReply, RedisError> {
         let mut inv = self.settle.prepare_invoke();
-        inv.key(key::fleet_expiries(&r.team))
-            .key(key::fleet_reservation(&r.team, &r.request_id))
-            .key(key::fleet_settled(&r.team, &r.request_id));
-        for k in scope_keys(&r.team, &r.scopes) {
-            inv.key(k);
-        }
+        request_keys(&mut inv, &r.team, &r.request_id, &r.scopes);
         inv.arg(&r.request_id)
             .arg(r.actual.tokens_in)
             .arg(r.actual.tokens_out)

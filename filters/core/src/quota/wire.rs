@@ -228,20 +228,50 @@ fn get_record(b: &[u8]) -> Result<Record, Malformed> {
     Ok(Record::from_fields(f))
 }
 
-fn checked_id(s: &str) -> Result<(), Malformed> {
-    if s.is_empty() || s.len() > 128 || !s.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(Malformed);
+/// Fields 1-3 of a reserve or settle request: which request, of which team, in which scopes.
+#[derive(Default)]
+struct Head {
+    request_id: String,
+    team: String,
+    scopes: Vec<Scope>,
+}
+
+fn put_head(w: &mut Writer, id: &str, team: &str, scopes: &[Scope]) {
+    w.str(1, id).str(2, team);
+    for s in scopes {
+        put_scope(w, 3, s);
     }
-    Ok(())
+}
+
+impl Head {
+    /// Takes field `t` if it is one of the head's; `Ok(false)` for any other field.
+    fn take(&mut self, t: u32, v: Value<'_>) -> Result<bool, Malformed> {
+        match t {
+            1 => self.request_id = text(v)?,
+            2 => self.team = text(v)?,
+            3 => push_scope(&mut self.scopes, v)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// A request id of printable ASCII (it becomes part of a Redis key), a team, a scope.
+    fn checked(self) -> Result<Head, Malformed> {
+        let id = &self.request_id;
+        if id.is_empty() || id.len() > 128 || !id.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Malformed);
+        }
+        if self.team.is_empty() || self.scopes.is_empty() {
+            return Err(Malformed);
+        }
+        Ok(self)
+    }
 }
 
 impl ReserveRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.str(1, &self.request_id).str(2, &self.team);
-        for s in &self.scopes {
-            put_scope(&mut w, 3, s);
-        }
+        put_head(&mut w, &self.request_id, &self.team, &self.scopes);
         w.uint(4, self.ask.tokens).uint(5, self.ask.micro_usd);
         put_windows(&mut w, 6, &self.windows);
         w.uint(7, self.ttl_seconds);
@@ -249,32 +279,30 @@ impl ReserveRequest {
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, Malformed> {
-        let mut r = ReserveRequest {
-            request_id: String::new(),
-            team: String::new(),
-            scopes: Vec::new(),
-            ask: Ask::default(),
-            windows: Windows::default(),
-            ttl_seconds: 0,
-        };
+        let (mut head, mut ask, mut windows, mut ttl_seconds) =
+            (Head::default(), Ask::default(), Windows::default(), 0);
         fields(b, |t, v| {
+            if head.take(t, v)? {
+                return Ok(());
+            }
             match t {
-                1 => r.request_id = text(v)?,
-                2 => r.team = text(v)?,
-                3 => push_scope(&mut r.scopes, v)?,
-                4 => r.ask.tokens = v.uint(),
-                5 => r.ask.micro_usd = v.uint(),
-                6 => r.windows = get_windows(v.bytes())?,
-                7 => r.ttl_seconds = v.uint(),
+                4 => ask.tokens = v.uint(),
+                5 => ask.micro_usd = v.uint(),
+                6 => windows = get_windows(v.bytes())?,
+                7 => ttl_seconds = v.uint(),
                 _ => {}
             }
             Ok(())
         })?;
-        checked_id(&r.request_id)?;
-        if r.team.is_empty() || r.scopes.is_empty() {
-            return Err(Malformed);
-        }
-        Ok(r)
+        let head = head.checked()?;
+        Ok(ReserveRequest {
+            request_id: head.request_id,
+            team: head.team,
+            scopes: head.scopes,
+            ask,
+            windows,
+            ttl_seconds,
+        })
     }
 }
 
@@ -349,10 +377,7 @@ impl ReserveReply {
 impl SettleRequest {
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::default();
-        w.str(1, &self.request_id).str(2, &self.team);
-        for s in &self.scopes {
-            put_scope(&mut w, 3, s);
-        }
+        put_head(&mut w, &self.request_id, &self.team, &self.scopes);
         w.uint(4, self.actual.tokens_in)
             .uint(5, self.actual.tokens_out)
             .uint(6, self.actual.micro_usd)
@@ -363,36 +388,35 @@ impl SettleRequest {
     }
 
     pub fn decode(b: &[u8]) -> Result<Self, Malformed> {
-        let mut r = SettleRequest {
-            request_id: String::new(),
-            team: String::new(),
-            scopes: Vec::new(),
-            actual: Actual::default(),
-            windows: Windows::default(),
-            ttl_seconds: 0,
-            release: false,
-        };
+        let mut head = Head::default();
+        let (mut actual, mut windows, mut ttl_seconds, mut release) =
+            (Actual::default(), Windows::default(), 0, false);
         fields(b, |t, v| {
+            if head.take(t, v)? {
+                return Ok(());
+            }
             match t {
-                1 => r.request_id = text(v)?,
-                2 => r.team = text(v)?,
-                3 => push_scope(&mut r.scopes, v)?,
-                4 => r.actual.tokens_in = v.uint(),
-                5 => r.actual.tokens_out = v.uint(),
-                6 => r.actual.micro_usd = v.uint(),
-                7 => r.actual.partial = v.uint() != 0,
-                8 => r.windows = get_windows(v.bytes())?,
-                9 => r.ttl_seconds = v.uint(),
-                10 => r.release = v.uint() != 0,
+                4 => actual.tokens_in = v.uint(),
+                5 => actual.tokens_out = v.uint(),
+                6 => actual.micro_usd = v.uint(),
+                7 => actual.partial = v.uint() != 0,
+                8 => windows = get_windows(v.bytes())?,
+                9 => ttl_seconds = v.uint(),
+                10 => release = v.uint() != 0,
                 _ => {}
             }
             Ok(())
         })?;
-        checked_id(&r.request_id)?;
-        if r.team.is_empty() || r.scopes.is_empty() {
-            return Err(Malformed);
-        }
-        Ok(r)
+        let head = head.checked()?;
+        Ok(SettleRequest {
+            request_id: head.request_id,
+            team: head.team,
+            scopes: head.scopes,
+            actual,
+            windows,
+            ttl_seconds,
+            release,
+        })
     }
 }
 

@@ -76,6 +76,25 @@ local function save(key, r)
   redis.call('SET', key, cmsgpack.pack(v))
 end
 
+-- What a request's real usage adds to the lifetime totals.
+local function add_totals(r, tin, tout, usd, partial)
+  r.ti = r.ti + tin
+  r.to = r.to + tout
+  r.tu = r.tu + usd
+  if partial then r.tp = r.tp + 1 end
+end
+
+-- What one admitted request adds to the current windows (a reservation, or a charge that
+-- had none).
+local function add_windows(r, tokens, usd)
+  r.rm = r.rm + 1
+  r.tm = r.tm + tokens
+  r.td = r.td + tokens
+  r.ud = r.ud + usd
+  r.um = r.um + usd
+  r.tr = r.tr + 1
+end
+
 local function flat(out, r)
   for _, f in ipairs(F) do out[#out + 1] = math.max(0, r[f]) end
 end

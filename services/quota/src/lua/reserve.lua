@@ -70,12 +70,7 @@ local keys = {}
 for i = 1, n do
   local r = recs[i]
   r.inf = r.inf + 1
-  r.rm = r.rm + 1
-  r.tm = r.tm + tokens
-  r.td = r.td + tokens
-  r.ud = r.ud + usd
-  r.um = r.um + usd
-  r.tr = r.tr + 1
+  add_windows(r, tokens, usd)
   save(KEYS[3 + i], r)
   keys[i] = KEYS[3 + i]
 end

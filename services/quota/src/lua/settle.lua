@@ -40,10 +40,7 @@ if res then
       r.inf = r.inf - 1
     end
     if release then r.tr = r.tr - 1 end
-    r.ti = r.ti + tin
-    r.to = r.to + tout
-    r.tu = r.tu + usd
-    if partial then r.tp = r.tp + 1 end
+    add_totals(r, tin, tout, usd, partial)
     save(KEYS[i], r)
   end
   redis.call('DEL', KEYS[2])
@@ -54,16 +51,8 @@ else
     for i = 4, #KEYS do
       local r = load(KEYS[i])
       roll(r, w)
-      r.rm = r.rm + 1
-      r.tm = r.tm + tokens
-      r.td = r.td + tokens
-      r.ud = r.ud + usd
-      r.um = r.um + usd
-      r.tr = r.tr + 1
-      r.ti = r.ti + tin
-      r.to = r.to + tout
-      r.tu = r.tu + usd
-      if partial then r.tp = r.tp + 1 end
+      add_windows(r, tokens, usd)
+      add_totals(r, tin, tout, usd, partial)
       save(KEYS[i], r)
     end
   end
