@@ -59,6 +59,8 @@ validate: build
 	  echo "valid: $$f"; done
 
 integration: build redis
+	@# The quota service's scripts against a real redis-server.
+	$(CARGO) test --release -p sluice-quota
 	$(PY) -m pytest tests -q -p no:cacheprovider
 
 test: lint unit build validate integration

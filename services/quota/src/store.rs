@@ -202,3 +202,241 @@ impl Scripts {
         Ok(reply)
     }
 }
+
+/// The scripts against a real redis-server (Debian's; `make redis` installs it), started here on
+/// a free loopback port: what each operation does to the counters, exactly.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_core::quota::wire::ReadRequest;
+    use sluice_core::quota::{Actual, Ask};
+    use std::process::{Child, Command, Stdio};
+    use std::time::Duration;
+
+    struct Server(Child);
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+
+    async fn redis() -> (Server, ConnectionManager) {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+            ])
+            .args(["--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (make redis installs it)");
+        let server = Server(child);
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+        for _ in 0..100 {
+            if let Ok(c) = ConnectionManager::new(client.clone()).await {
+                return (server, c);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// Day-long "minutes": no test run crosses a window by chance.
+    const WIN: Windows = Windows {
+        minute: 86_400,
+        day: 86_400,
+        month: None,
+    };
+
+    fn scope(kind: &'static str, id: &str, limits: Limits) -> Scope {
+        Scope {
+            kind,
+            id: id.into(),
+            key: String::new(),
+            name: format!("{kind} {id}"),
+            limits,
+        }
+    }
+
+    fn scopes() -> Vec<Scope> {
+        let tpm = Limits {
+            tokens_per_minute: Some(100),
+            ..Default::default()
+        };
+        vec![
+            scope("key", "k", tpm),
+            scope("team", "t", Limits::default()),
+        ]
+    }
+
+    fn reserve(id: &str, tokens: u64, ttl: u64) -> ReserveRequest {
+        ReserveRequest {
+            request_id: id.into(),
+            team: "t".into(),
+            scopes: scopes(),
+            ask: Ask {
+                tokens,
+                micro_usd: tokens * 10,
+            },
+            windows: WIN,
+            ttl_seconds: ttl,
+        }
+    }
+
+    fn settle(id: &str, tin: u64, tout: u64, release: bool) -> SettleRequest {
+        SettleRequest {
+            request_id: id.into(),
+            team: "t".into(),
+            scopes: scopes(),
+            actual: Actual {
+                tokens_in: tin,
+                tokens_out: tout,
+                micro_usd: (tin + tout) * 10,
+                partial: false,
+            },
+            windows: WIN,
+            ttl_seconds: 60,
+            release,
+        }
+    }
+
+    async fn records(s: &Scripts, con: &mut ConnectionManager) -> Vec<Record> {
+        let r = ReadRequest {
+            groups: vec![("t".into(), scopes())],
+            windows: WIN,
+        };
+        s.read(con, &r).await.expect("read").records
+    }
+
+    #[tokio::test]
+    async fn every_operation_is_exact_and_idempotent() {
+        let (_server, mut con) = redis().await;
+        let s = Scripts::default();
+
+        // All or nothing: the key's 100 tokens per minute refuse the second 60; the team, which
+        // has no limit, keeps only the first.
+        assert!(
+            s.reserve(&mut con, &reserve("a", 60, 60))
+                .await
+                .unwrap()
+                .admitted
+        );
+        let no = s.reserve(&mut con, &reserve("b", 60, 60)).await.unwrap();
+        assert!(!no.admitted);
+        assert_eq!(no.refusal.unwrap().limit, "tokens_per_minute");
+        let [key, team] = <[Record; 2]>::try_from(records(&s, &mut con).await).unwrap();
+        assert_eq!(
+            (key.tokens_minute, key.in_flight, key.total_refused),
+            (60, 1, 1)
+        );
+        assert_eq!(
+            (team.tokens_minute, team.in_flight, team.total_requests),
+            (60, 1, 1)
+        );
+
+        // A reserve sent again (a retry) is answered as the first one was, once.
+        assert!(
+            s.reserve(&mut con, &reserve("a", 60, 60))
+                .await
+                .unwrap()
+                .admitted
+        );
+        assert_eq!(records(&s, &mut con).await[1].total_requests, 1);
+
+        // Settle: actual minus reserved, once.
+        assert_eq!(
+            s.settle(&mut con, &settle("a", 7, 3, false))
+                .await
+                .unwrap()
+                .outcome,
+            "settled"
+        );
+        assert_eq!(
+            s.settle(&mut con, &settle("a", 7, 3, false))
+                .await
+                .unwrap()
+                .outcome,
+            "duplicate"
+        );
+        let team = records(&s, &mut con).await[1];
+        assert_eq!((team.tokens_minute, team.in_flight), (10, 0));
+        assert_eq!(
+            (
+                team.total_tokens_in,
+                team.total_tokens_out,
+                team.total_micro_usd
+            ),
+            (7, 3, 100)
+        );
+
+        // Release: the request was never served; everything it reserved comes back.
+        s.reserve(&mut con, &reserve("c", 50, 60)).await.unwrap();
+        assert_eq!(
+            s.settle(&mut con, &settle("c", 0, 0, true))
+                .await
+                .unwrap()
+                .outcome,
+            "settled"
+        );
+        let team = records(&s, &mut con).await[1];
+        assert_eq!(
+            (
+                team.tokens_minute,
+                team.requests_minute,
+                team.total_requests
+            ),
+            (10, 1, 1)
+        );
+
+        // A settle with no reservation (served on local limits) is charged as a request, and a
+        // reserve that arrives after it reserves nothing.
+        assert_eq!(
+            s.settle(&mut con, &settle("d", 4, 1, false))
+                .await
+                .unwrap()
+                .outcome,
+            "unreserved"
+        );
+        let late = s.reserve(&mut con, &reserve("d", 5, 60)).await.unwrap();
+        assert!(!late.admitted);
+        let team = records(&s, &mut con).await[1];
+        assert_eq!(
+            (team.tokens_minute, team.total_requests, team.in_flight),
+            (15, 2, 0)
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unsettled_reservation_is_reaped_and_a_late_settle_corrects_it() {
+        let (_server, mut con) = redis().await;
+        let s = Scripts::default();
+        s.reserve(&mut con, &reserve("r", 40, 1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        let team = records(&s, &mut con).await[1];
+        // Reaped: the lease is back; the reservation is charged, as an estimate.
+        assert_eq!(
+            (team.in_flight, team.total_partial, team.total_tokens_in),
+            (0, 1, 40)
+        );
+        assert_eq!(
+            s.settle(&mut con, &settle("r", 6, 2, false))
+                .await
+                .unwrap()
+                .outcome,
+            "late"
+        );
+        let team = records(&s, &mut con).await[1];
+        assert_eq!((team.in_flight, team.total_partial), (0, 0));
+        assert_eq!((team.total_tokens_in, team.total_tokens_out), (6, 2));
+    }
+}
