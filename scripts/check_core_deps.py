@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "filters/core/src"
+ALIASES = {"openai": "api"}
 
 
 def module_of(path: Path) -> str:
@@ -28,6 +29,8 @@ def main() -> int:
         # `use crate::{a, b::c}` groups.
         for group in re.findall(r"use crate::\{([^}]*)\}", text):
             used |= {p.strip().split("::")[0] for p in group.split(",") if p.strip()}
+        # Re-exports at the crate root name their module (crate::openai is api::openai).
+        used = {ALIASES.get(u, u) for u in used}
         deps.setdefault(m, set()).update(u for u in used if u != m)
     state: dict[str, int] = {}
     stack: list[str] = []

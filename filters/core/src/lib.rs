@@ -6,7 +6,8 @@
 //! - [`error`]: the OpenAI error envelope and the statuses Sluice answers with.
 //! - [`json`]: JSON parsing that refuses duplicate keys (what is checked is what is sent).
 //! - [`sse`]: incremental server-sent-events framing on bytes.
-//! - [`openai`]: the OpenAI chat-completions request model, validation, response builders.
+//! - [`api`]: the client APIs: [`openai`] chat completions (request model, validation, answer
+//!   builders; re-exported at the crate root) and [`api::anthropic`] Messages.
 //! - [`backend`]: what a backend is (from host metadata), and the factory of translators.
 //! - [`providers`]: the translator interface, and one folder per backend wire format.
 //! - [`stream`]: the OpenAI chunk writer shared by the streaming translators.
@@ -14,6 +15,7 @@
 //! - [`quota`]: windows, limits, reservations; [`quota::wire`] is the fleet quota protocol.
 //! - [`proto`]: the protobuf wire format of Sluice's own messages.
 
+pub mod api;
 pub mod auth;
 pub mod backend;
 pub mod cache;
@@ -23,7 +25,6 @@ pub mod fuzz;
 pub mod json;
 pub mod metadata;
 pub mod models;
-pub mod openai;
 pub mod pii;
 pub mod proto;
 pub mod providers;
@@ -32,4 +33,5 @@ pub mod sse;
 pub mod stream;
 pub mod usage;
 
+pub use api::openai;
 pub use error::GatewayError;
