@@ -8,11 +8,17 @@ import sys
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parent.parent / "filters/core/src"
-ALIASES = {"openai": "api"}
+ALIASES = {"openai": "api/openai"}
+
+
+# Folders whose children are modules of their own (api/openai and api/anthropic are two APIs).
+GROUPS = {"api"}
 
 
 def module_of(path: Path) -> str:
     rel = path.relative_to(SRC).with_suffix("")
+    if rel.parts[0] in GROUPS and len(rel.parts) > 1 and rel.parts[1] != "mod":
+        return f"{rel.parts[0]}/{rel.parts[1]}"
     return rel.parts[0]
 
 
@@ -26,10 +32,13 @@ def main() -> int:
         cut = text.find("#[cfg(test)]")
         text = text if cut < 0 else text[:cut]
         used = set(re.findall(r"\bcrate::([a-z_]+)", text))
+        used |= {f"api/{m}" for m in re.findall(r"\bcrate::api::([a-z_]+)", text)}
+        used.discard("api")
         # `use crate::{a, b::c}` groups.
         for group in re.findall(r"use crate::\{([^}]*)\}", text):
             used |= {p.strip().split("::")[0] for p in group.split(",") if p.strip()}
-        # Re-exports at the crate root name their module (crate::openai is api::openai).
+        # A child module's `super::` is its own group; re-exports at the crate root name their
+        # module (crate::openai is api::openai).
         used = {ALIASES.get(u, u) for u in used}
         deps.setdefault(m, set()).update(u for u in used if u != m)
     state: dict[str, int] = {}

@@ -7,10 +7,12 @@
 //! - [`request`]: validation, and Messages -> OpenAI chat (a clear 400 for what cannot be
 //!   carried without changing its meaning).
 //! - [`answer`]: an OpenAI chat completion -> an Anthropic message.
+//! - [`stream`]: an OpenAI chunk stream -> Anthropic's event stream, incrementally.
 
 pub mod answer;
 pub mod envelope;
 pub mod request;
+pub mod stream;
 
 /// The `anthropic-version` a Messages request gets when it sends none.
 pub const DEFAULT_VERSION: &str = "2023-06-01";
