@@ -156,6 +156,36 @@ def wait_http(url: str, timeout: float, proc: subprocess.Popen | None = None) ->
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
+def wait_tcp(port: int, proc: subprocess.Popen, timeout: float = 10,
+             hello: tuple[bytes, bytes] | None = None) -> None:
+    """Waits until `proc` accepts connections on `port` (and answers `hello[0]` with a reply
+    starting `hello[1]`); fails at once if the process exits."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{proc.args[0]} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as c:
+                if hello is None:
+                    return
+                c.sendall(hello[0])
+                if c.recv(64).startswith(hello[1]):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{proc.args[0]} not listening on {port} after {timeout}s")
+
+
+def stop_process(proc: subprocess.Popen | None, kill: bool = False) -> None:
+    if proc and proc.poll() is None:
+        proc.kill() if kill else proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
 class Redis:
     """A redis-server of its own on a loopback port: no persistence, stops with the test."""
 
@@ -177,31 +207,11 @@ class Redis:
                                       *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist
                                         else ["--appendonly", "no"]),
                                       "--loglevel", "warning"], stdout=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as c:
-                    c.sendall(b"PING\r\n")
-                    if c.recv(16).startswith(b"+PONG"):
-                        return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def command(self, *args: str) -> bytes:
-        """One command in RESP, its raw reply (enough for tests: FLUSHALL, DEBUG SLEEP...)."""
-        msg = f"*{len(args)}\r\n" + "".join(f"${len(a.encode())}\r\n{a}\r\n" for a in args)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as c:
-            c.sendall(msg.encode())
-            return c.recv(65536)
+        wait_tcp(self.port, self.proc, hello=(b"PING\r\n", b"+PONG"))
+        return self
 
     def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
 
 
 class QuotaService:
@@ -221,24 +231,11 @@ class QuotaService:
         life = ["--max-seconds", str(self.max_seconds)] if self.max_seconds else []
         self.proc = subprocess.Popen([str(QUOTA), "--listen", self.address, "--redis", self.redis_url, *life],
                                      stderr=subprocess.DEVNULL if os.environ.get("CI") else None)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"sluice-quota exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("sluice-quota did not start")
+        wait_tcp(self.port, self.proc)
+        return self
 
     def stop(self, kill: bool = False) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill() if kill else self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc, kill)
 
 
 class Stack:

@@ -4,7 +4,6 @@ parallel requests over both Envoys never overshoot a tight budget and each is se
 cut streams, client aborts and connect failures are charged as on one instance; Redis stopped
 and restarted mid-request, a replica killed, a lost settle reaped after its TTL; both failure
 modes."""
-import http.client
 import json
 import socket
 import time

@@ -14,9 +14,9 @@ use proxy_wasm::types::Action;
 use serde_json::{json, Map, Value};
 use sluice_core::auth::FailureMode;
 use sluice_core::auth::{self, AuthConfig, Principal};
-use sluice_core::contract::{self, key, property, Endpoint};
+use sluice_core::contract::{self, property, Endpoint};
 use sluice_core::quota::wire::{self, ReadRequest, ReserveReply, ReserveRequest, SettleRequest};
-use sluice_core::quota::{self, Actual, Ask, Limits, Now, Record, Scope, Store};
+use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer, Counters, Host, Shared};
@@ -244,18 +244,19 @@ struct Reservation {
     at: Now,
 }
 
+/// A reserve sent and not yet answered, with what a retry sends again.
+struct Reserving {
+    id: String,
+    scopes: Vec<Scope>,
+    ask: Ask,
+    message: Vec<u8>,
+    tries: u32,
+}
+
 /// A gRPC call this stream waits for.
 enum Pending {
-    Reserve {
-        id: String,
-        scopes: Vec<Scope>,
-        ask: Ask,
-        message: Vec<u8>,
-        tries: u32,
-    },
-    Usage {
-        rows: Vec<UsageRow>,
-    },
+    Reserve(Reserving),
+    Usage { rows: Vec<UsageRow> },
 }
 
 /// One line of the usage report: which section, its name, its scope and what is shown beside.
@@ -369,31 +370,24 @@ impl Auth {
                 });
             }
         }
-        let scope = |kind: &'static str, id: &str, key: String, limits: Limits| Scope {
-            kind,
-            id: id.to_string(),
-            key,
-            name: format!("{kind} {id}"),
-            limits,
-        };
-        for (name, (team, limits)) in &self.config.projects {
+        for (name, (team, _)) in &self.config.projects {
             if p.admin || p.project.as_deref() == Some(name) {
                 rows.push(UsageRow {
                     section: "projects",
                     name: name.clone(),
                     team: team.clone(),
-                    scope: scope("project", name, key::quota_project(name), *limits),
+                    scope: self.config.project_scope(name),
                     extra: vec![("team", json!(team))],
                 });
             }
         }
-        for (name, t) in &self.config.teams {
+        for name in self.config.teams.keys() {
             if p.admin || p.team == *name {
                 rows.push(UsageRow {
                     section: "teams",
                     name: name.clone(),
                     team: name.clone(),
-                    scope: scope("team", name, key::quota_team(name), t.limits),
+                    scope: self.config.team_scope(name),
                     extra: Vec::new(),
                 });
             }
@@ -454,7 +448,9 @@ impl Auth {
             return Action::Continue;
         };
         let rows = self.usage_rows(&p);
-        let Some(store) = self.config.store.clone() else {
+        // The configuration outlives the stream: borrowed, not copied per request.
+        let config = Rc::clone(&self.config);
+        let Some(store) = config.store.as_ref() else {
             let scopes: Vec<&Scope> = rows.iter().map(|r| &r.scope).collect();
             let records = self.local_records(&scopes, &self.now());
             self.send_usage(&rows, &records);
@@ -566,7 +562,8 @@ impl Auth {
 
     /// Hands a settle to the outbox (sent by the root context; see [`Outbox`]).
     fn send_settle(&mut self, id: &str, scopes: &[Scope], actual: Actual, release: bool) {
-        let Some(store) = self.config.store.clone() else {
+        let config = Rc::clone(&self.config);
+        let Some(store) = config.store.as_ref() else {
             return;
         };
         let Some(team) = self.principal().map(|p| p.team.clone()) else {
@@ -585,12 +582,7 @@ impl Auth {
         outbox_push(self.host, &self.metrics, message);
     }
 
-    fn on_reserve_reply(
-        &mut self,
-        status: u32,
-        size: usize,
-        (id, scopes, ask, message, tries): (String, Vec<Scope>, Ask, Vec<u8>, u32),
-    ) {
+    fn on_reserve_reply(&mut self, status: u32, size: usize, mut r: Reserving) {
         let reply = (status == 0)
             .then(|| self.host.body(Buffer::GrpcReceiveBuffer, 0, size))
             .and_then(|b| ReserveReply::decode(&b).ok());
@@ -602,39 +594,32 @@ impl Auth {
                 sluice_host::LogLevel::Warn,
                 &format!("sluice-auth: quota service reserve failed (gRPC status {status})"),
             );
-            if retryable(status) && tries < MAX_TRIES {
-                if let Some(store) = self.config.store.clone() {
+            if retryable(status) && r.tries < MAX_TRIES {
+                let config = Rc::clone(&self.config);
+                if let Some(store) = config.store.as_ref() {
                     if let Some(t) =
-                        self.grpc(&store.cluster, wire::RESERVE, &message, store.timeout_ms)
+                        self.grpc(&store.cluster, wire::RESERVE, &r.message, store.timeout_ms)
                     {
                         self.fleet_metric("reserve_retried");
-                        self.pending = Some((
-                            t,
-                            Pending::Reserve {
-                                id,
-                                scopes,
-                                ask,
-                                message,
-                                tries: tries + 1,
-                            },
-                        ));
+                        r.tries += 1;
+                        self.pending = Some((t, Pending::Reserve(r)));
                         return;
                     }
                 }
             }
             self.fleet_metric("reserve_failed");
-            if matches!(self.reserve_failed(id, scopes, ask), Action::Continue) {
+            if matches!(self.reserve_failed(r.id, r.scopes, r.ask), Action::Continue) {
                 self.host.resume_request();
             }
             return;
         };
         let now = self.config.windows.at(reply.now);
-        let records = if reply.records.len() == scopes.len() {
-            reply.records.clone()
+        let records = if reply.records.len() == r.scopes.len() {
+            reply.records
         } else {
-            vec![Record::default(); scopes.len()]
+            vec![Record::default(); r.scopes.len()]
         };
-        self.set_rate_headers(&scopes, &records, &now);
+        self.set_rate_headers(&r.scopes, &records, &now);
         if reply.admitted {
             let Some(p) = self.principal().cloned() else {
                 return;
@@ -643,9 +628,9 @@ impl Auth {
                 &p,
                 Reservation {
                     mode: Mode::Fleet,
-                    id,
-                    scopes,
-                    ask,
+                    id: r.id,
+                    scopes: r.scopes,
+                    ask: r.ask,
                     at: now,
                 },
             );
@@ -668,9 +653,9 @@ impl Auth {
             return;
         }
         self.settled = true;
-        if let Some((_, Pending::Reserve { id, scopes, .. })) = self.pending.take() {
+        if let Some((_, Pending::Reserve(r))) = self.pending.take() {
             // The stream ended (a client abort) while its reserve was out: release it.
-            self.send_settle(&id, &scopes, Actual::default(), true);
+            self.send_settle(&r.id, &r.scopes, Actual::default(), true);
         }
         let Some(res) = self.reservation.take() else {
             return;
@@ -756,13 +741,7 @@ impl Context for Auth {
             return;
         }
         match pending {
-            Pending::Reserve {
-                id,
-                scopes,
-                ask,
-                message,
-                tries,
-            } => self.on_reserve_reply(status, size, (id, scopes, ask, message, tries)),
+            Pending::Reserve(r) => self.on_reserve_reply(status, size, r),
             Pending::Usage { rows } => {
                 let reply = (status == 0)
                     .then(|| self.host.body(Buffer::GrpcReceiveBuffer, 0, size))
@@ -850,7 +829,8 @@ impl HttpContext for Auth {
         self.asked_usage = sizing.asked_usage;
         self.prompt_estimate = sizing.prompt_estimate;
         let ask = sizing.ask;
-        let Some(store) = self.config.store.clone() else {
+        let config = Rc::clone(&self.config);
+        let Some(store) = config.store.as_ref() else {
             return self.admit_local(&p, Mode::Local, String::new(), ask);
         };
         let id = self.host.random_id();
@@ -868,13 +848,13 @@ impl HttpContext for Auth {
             Some(token) => {
                 self.pending = Some((
                     token,
-                    Pending::Reserve {
+                    Pending::Reserve(Reserving {
                         id,
                         scopes,
                         ask,
                         message,
                         tries: 1,
-                    },
+                    }),
                 ));
                 Action::Pause
             }
@@ -942,6 +922,7 @@ impl HttpContext for Auth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_core::contract::key;
     use sluice_host::fake::FakeHost;
 
     fn config() -> Rc<AuthConfig> {

@@ -419,36 +419,23 @@ impl AuthConfig {
 
     /// Key, project and team scopes of a principal, with their limits.
     pub fn scopes(&self, p: &Principal) -> Vec<Scope> {
-        let mut s = vec![Scope {
-            kind: "key",
-            id: p.id.clone(),
-            key: crate::contract::key::quota_key(&p.id),
-            name: format!("key {}", p.id),
-            limits: p.limits,
-        }];
+        let mut s = vec![scope("key", &p.id, p.limits)];
         if let Some(proj) = &p.project {
-            let limits = self.projects.get(proj).map(|(_, l)| *l).unwrap_or_default();
-            s.push(Scope {
-                kind: "project",
-                id: proj.clone(),
-                key: crate::contract::key::quota_project(proj),
-                name: format!("project {proj}"),
-                limits,
-            });
+            s.push(self.project_scope(proj));
         }
-        let limits = self
-            .teams
-            .get(&p.team)
-            .map(|t| t.limits)
-            .unwrap_or_default();
-        s.push(Scope {
-            kind: "team",
-            id: p.team.clone(),
-            key: crate::contract::key::quota_team(&p.team),
-            name: format!("team {}", p.team),
-            limits,
-        });
+        s.push(self.team_scope(&p.team));
         s
+    }
+
+    /// A project's scope with its configured limits (none if the project is not configured).
+    pub fn project_scope(&self, name: &str) -> Scope {
+        let limits = self.projects.get(name).map(|(_, l)| *l).unwrap_or_default();
+        scope("project", name, limits)
+    }
+
+    pub fn team_scope(&self, name: &str) -> Scope {
+        let limits = self.teams.get(name).map(|t| t.limits).unwrap_or_default();
+        scope("team", name, limits)
     }
 
     /// The metric label of a model: its name when configured exactly, else `other`.
@@ -599,6 +586,23 @@ pub fn rate_headers(
         h.push(("x-ratelimit-reset-tokens", reset));
     }
     h
+}
+
+/// A scope of kind `key`, `project` or `team`: its shared-data key (local mode), and the name
+/// refusals give it.
+fn scope(kind: &'static str, id: &str, limits: Limits) -> Scope {
+    let key = match kind {
+        "key" => crate::contract::key::quota_key(id),
+        "project" => crate::contract::key::quota_project(id),
+        _ => crate::contract::key::quota_team(id),
+    };
+    Scope {
+        kind,
+        id: id.to_string(),
+        key,
+        name: format!("{kind} {id}"),
+        limits,
+    }
 }
 
 /// The key a client presented: `Authorization: Bearer <key>` or `x-api-key: <key>`.

@@ -5,7 +5,7 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script, Value};
 use sluice_core::contract::key;
 use sluice_core::quota::wire::{
-    ReadReply, ReadRequest, ReserveReply, ReserveRequest, SettleReply, SettleRequest, LIMIT_NAMES,
+    self, ReadReply, ReadRequest, ReserveReply, ReserveRequest, SettleReply, SettleRequest,
 };
 use sluice_core::quota::{Limits, Record, Refusal, Scope, Windows, FIELDS};
 
@@ -132,19 +132,12 @@ impl Scripts {
         }
         let out = array(inv.invoke_async(con).await?)?;
         let status = int(out.first());
-        let refusal = (status == 0).then(|| {
-            let name = text(out.get(2));
-            Refusal {
-                limit: LIMIT_NAMES
-                    .iter()
-                    .find(|n| **n == name)
-                    .copied()
-                    .unwrap_or("quota"),
-                scope: text(out.get(3)),
-                retry_after: int(out.get(4)).max(1),
-                budget: int(out.get(5)) == 1,
-                too_large: int(out.get(6)) == 1,
-            }
+        let refusal = (status == 0).then(|| Refusal {
+            limit: wire::limit_name(&text(out.get(2))),
+            scope: text(out.get(3)),
+            retry_after: int(out.get(4)).max(1),
+            budget: int(out.get(5)) == 1,
+            too_large: int(out.get(6)) == 1,
         });
         Ok(ReserveReply {
             admitted: status == 1,

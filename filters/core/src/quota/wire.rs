@@ -51,6 +51,16 @@ pub const LIMIT_NAMES: &[&str] = &[
     "contention",
 ];
 
+/// The static name of a refusal's limit as read from the wire; anything unknown is `quota`
+/// (a name from the wire is never trusted as text).
+pub fn limit_name(name: &str) -> &'static str {
+    LIMIT_NAMES
+        .iter()
+        .find(|x| **x == name)
+        .copied()
+        .unwrap_or("quota")
+}
+
 const SCOPE_KINDS: &[&str] = &["key", "project", "team"];
 
 /// The longest id, team or name accepted from the wire (config values are far shorter).
@@ -342,12 +352,7 @@ impl ReserveReply {
                     fields(v.bytes(), |t, v| {
                         match t {
                             1 => {
-                                let name = v.str()?;
-                                f.limit = LIMIT_NAMES
-                                    .iter()
-                                    .find(|x| **x == name)
-                                    .copied()
-                                    .unwrap_or("quota");
+                                f.limit = limit_name(v.str()?);
                             }
                             2 => f.scope = text(v)?,
                             3 => f.retry_after = v.uint().max(1),

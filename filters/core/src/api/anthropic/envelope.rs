@@ -2,7 +2,7 @@
 //! status Anthropic itself would answer (529 for an overloaded upstream).
 
 use crate::error::GatewayError;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Anthropic's `error.type` for a status.
 pub fn error_type(status: u16) -> &'static str {
@@ -30,16 +30,19 @@ pub fn status(e: &GatewayError) -> u16 {
     }
 }
 
-/// The body of `e` in Anthropic's envelope. The OpenAI `code` (e.g. `insufficient_quota`)
-/// has no field there; it stays readable in the message's end.
-pub fn body(e: &GatewayError) -> Vec<u8> {
+/// `e` in Anthropic's envelope. The OpenAI `code` (e.g. `insufficient_quota`) has no field
+/// there; it stays readable at the message's end.
+pub fn value(e: &GatewayError) -> Value {
     let message = match &e.code {
         Some(code) if !e.message.contains(code.as_str()) => format!("{} ({code})", e.message),
         _ => e.message.clone(),
     };
     json!({"type": "error", "error": {"type": error_type(status(e)), "message": message}})
-        .to_string()
-        .into_bytes()
+}
+
+/// The body of `e` in Anthropic's envelope.
+pub fn body(e: &GatewayError) -> Vec<u8> {
+    value(e).to_string().into_bytes()
 }
 
 #[cfg(test)]

@@ -119,8 +119,7 @@ impl ChunksToEvents {
             return;
         }
         self.ended = true;
-        let body: Value = serde_json::from_slice(&envelope::body(e)).unwrap_or_default();
-        Self::emit(out, "error", &body);
+        Self::emit(out, "error", &envelope::value(e));
     }
 
     fn chunk(&mut self, v: &Value, out: &mut Vec<u8>) {
