@@ -50,6 +50,8 @@ CONTRACT = json.loads((ROOT / "filters/core/contract.json").read_text())
 MODEL_HEADER = CONTRACT["request_headers"]["model"]
 CREDENTIAL_HEADER = CONTRACT["request_headers"]["credential"]
 LOCAL_REPLY_HEADER = CONTRACT["request_headers"]["local_reply"]
+PATH_PROPERTY = CONTRACT["properties"][0]  # the endpoint the filters recorded (property::PATH)
+assert PATH_PROPERTY.endswith("_path"), "contract.json: properties[0] is the path property"
 
 AUTH = {  # provider -> (header, value prefix) the credential injector writes
     "openai": ("authorization", "Bearer "),
@@ -123,6 +125,26 @@ def _envelope(message: str, kind: str, code: str) -> dict:
         "message": message, "type": kind, "param": None, "code": code}}}
 
 
+def _anthropic_envelope(message: str, kind: str) -> dict:
+    return {"content_type": "application/json", "json_format": {"type": "error", "error": {
+        "type": kind, "message": message}}}
+
+
+# The endpoint the filters recorded (contract: Endpoint::path in filter state), else what the
+# path and an anthropic-version header say, as `contract::api_of` decides for the filters.
+_ANTHROPIC_CEL = (
+    "('wasm.{p}' in filter_state) ? (filter_state['wasm.{p}'] == b'/v1/messages' || "
+    "filter_state['wasm.{p}'] == b'/v1/messages/count_tokens') : "
+    "(request.path.startsWith('/v1/messages') || 'anthropic-version' in request.headers)")
+
+
+def _anthropic_client() -> dict:
+    """A local-reply filter: the request is a Messages client's."""
+    return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
+        "expression": _ANTHROPIC_CEL.format(p=PATH_PROPERTY)}}}
+
+
 def _status_is(op: str, value: int) -> dict:
     return {"status_code_filter": {"comparison": {"op": op, "value": {
         "default_value": value, "runtime_key": f"sluice.local_reply.{op.lower()}_{value}"}}}}
@@ -145,9 +167,28 @@ def _local_replies() -> dict:
     ]
     mappers = [
         {"filter": {"header_filter": {"header": {"name": LOCAL_REPLY_HEADER, "present_match": True}}}},
-        {"filter": {"response_flag_filter": {"flags": upstream_flags}},
-         "body_format_override": _envelope("%LOCAL_REPLY_BODY%", "server_error", "upstream_error")},
     ]
+    # A Messages client gets Anthropic's envelope and statuses (an unavailable upstream is its
+    # 529 overloaded_error): first, so that it wins over the OpenAI mappers below.
+    mappers.append({"filter": {"and_filter": {"filters": [
+        _anthropic_client(), {"response_flag_filter": {"flags": upstream_flags}}, _status_is("EQ", 504)]}},
+        "body_format_override": _anthropic_envelope("%LOCAL_REPLY_BODY%", "timeout_error")})
+    mappers.append({"filter": {"and_filter": {"filters": [
+        _anthropic_client(), {"response_flag_filter": {"flags": upstream_flags}}]}},
+        "status_code": 529, "body_format_override": _anthropic_envelope("%LOCAL_REPLY_BODY%", "overloaded_error")})
+    for status, message, kind in [(400, "The request is not valid HTTP.", "invalid_request_error"),
+                                  (408, "The request timed out: the client or the stream went idle.", "timeout_error"),
+                                  (413, "The request body is larger than the gateway's limit.", "request_too_large"),
+                                  (431, "The request headers are too large.", "invalid_request_error"),
+                                  (504, "The backend did not answer in time.", "timeout_error")]:
+        mappers.append({"filter": {"and_filter": {"filters": [_anthropic_client(), _status_is("EQ", status)]}},
+                        "body_format_override": _anthropic_envelope(message, kind)})
+    mappers.append({"filter": {"and_filter": {"filters": [_anthropic_client(), _status_is("GE", 500)]}},
+                    "body_format_override": _anthropic_envelope("%LOCAL_REPLY_BODY%", "api_error")})
+    mappers.append({"filter": {"and_filter": {"filters": [_anthropic_client(), _status_is("GE", 400)]}},
+                    "body_format_override": _anthropic_envelope("%LOCAL_REPLY_BODY%", "invalid_request_error")})
+    mappers.append({"filter": {"response_flag_filter": {"flags": upstream_flags}},
+                    "body_format_override": _envelope("%LOCAL_REPLY_BODY%", "server_error", "upstream_error")})
     for status, message, kind, code in by_status:
         mappers.append({"filter": _status_is("EQ", status), "body_format_override": _envelope(message, kind, code)})
     mappers.append({"filter": _status_is("GE", 500),

@@ -277,6 +277,8 @@ struct Auth {
     model: String,
     stream: bool,
     asked_usage: bool,
+    /// The client speaks Anthropic's Messages API.
+    anthropic: bool,
     prompt_estimate: u64,
     reservation: Option<Reservation>,
     rate_headers: Vec<(&'static str, String)>,
@@ -305,6 +307,7 @@ impl Auth {
             model: String::new(),
             stream: false,
             asked_usage: false,
+            anthropic: false,
             prompt_estimate: 0,
             reservation: None,
             rate_headers: Vec::new(),
@@ -338,7 +341,8 @@ impl Auth {
         self.host.set_log_field(property::REFUSAL, reason);
         let mut headers = err.headers();
         headers.extend(self.rate_headers.iter().cloned());
-        self.host.send(err.status, &headers, &err.body());
+        let (status, body) = sluice_core::api::error_reply(host::client_api(self.host), err);
+        self.host.send(status, &headers, &body);
         Action::Pause
     }
 
@@ -780,10 +784,12 @@ impl HttpContext for Auth {
             self.host
                 .set_log_field(property::PROJECT, p.project.as_deref().unwrap_or("-"));
         }
-        match host::endpoint(&headers) {
+        match host::endpoint(self.host, &headers) {
             Some(Endpoint::Usage) => self.usage_endpoint(),
-            Some(e) if e.has_body() && !end_of_stream => {
+            // What generates is metered; a token count is authenticated, not charged.
+            Some(e) if e.generates() && !end_of_stream => {
                 self.chat = true;
+                self.anthropic = e.api() == contract::Api::Anthropic;
                 Action::Pause
             }
             _ => Action::Continue,
@@ -826,7 +832,8 @@ impl HttpContext for Auth {
         }
         let sizing = self.config.size(&p, &self.model, &v);
         self.stream = sizing.stream;
-        self.asked_usage = sizing.asked_usage;
+        // Anthropic's streams always carry their usage.
+        self.asked_usage = sizing.asked_usage || self.anthropic;
         self.prompt_estimate = sizing.prompt_estimate;
         let ask = sizing.ask;
         let config = Rc::clone(&self.config);

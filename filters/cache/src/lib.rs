@@ -197,7 +197,7 @@ impl HttpContext for CacheCtx {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let headers = self.host.read_headers(host::map_request());
         headers.strip_internal(self.host, false);
-        if host::endpoint(&headers) != Some(Endpoint::ChatCompletions) || end_of_stream {
+        if host::endpoint(self.host, &headers) != Some(Endpoint::ChatCompletions) || end_of_stream {
             return Action::Continue;
         }
         let cc = headers

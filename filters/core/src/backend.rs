@@ -6,7 +6,7 @@
 
 use crate::error::GatewayError;
 use crate::models::Ranked;
-use crate::providers::{self, ClientApi, Plan, ProviderKind, Target, Translator};
+use crate::providers::{self, ClientApi, ClientHints, Plan, ProviderKind, Target, Translator};
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -18,6 +18,16 @@ pub fn translator(api: ClientApi, provider: ProviderKind) -> &'static dyn Transl
         (ClientApi::OpenAiChat, ProviderKind::Azure) => &providers::openai_compat::chat::AZURE,
         (ClientApi::OpenAiChat, ProviderKind::Anthropic) => &providers::anthropic::chat::TRANSLATOR,
         (ClientApi::OpenAiChat, ProviderKind::Gemini) => &providers::gemini::chat::TRANSLATOR,
+        (ClientApi::AnthropicMessages, ProviderKind::Anthropic) => {
+            &providers::anthropic::messages::MESSAGES
+        }
+        (ClientApi::AnthropicMessages, ProviderKind::Openai) => &providers::via_openai::OPENAI,
+        (ClientApi::AnthropicMessages, ProviderKind::Azure) => &providers::via_openai::AZURE,
+        (ClientApi::AnthropicMessages, ProviderKind::Gemini) => &providers::via_openai::GEMINI,
+        (ClientApi::AnthropicCountTokens, ProviderKind::Anthropic) => {
+            &providers::anthropic::messages::COUNT_TOKENS
+        }
+        (ClientApi::AnthropicCountTokens, _) => &providers::via_openai::COUNT_TOKENS,
     }
 }
 
@@ -123,9 +133,10 @@ impl Backend {
         self.name.as_deref().unwrap_or(self.provider.as_str())
     }
 
-    /// What the translators need of this host.
-    pub fn target(&self) -> Target<'_> {
+    /// What the translators need of this host (and of the client's headers).
+    pub fn target<'a>(&'a self, client: &'a ClientHints) -> Target<'a> {
         Target {
+            client,
             base_path: &self.resolved_base_path,
             models: &self.model_map,
             api_version: self.api_version.as_deref(),
@@ -133,9 +144,20 @@ impl Backend {
         }
     }
 
-    /// Builds this attempt's upstream request from the client's original body.
+    /// Builds this attempt's upstream request from the client's original body (a chat
+    /// completion).
     pub fn plan(&self, body: &[u8]) -> Result<Plan, GatewayError> {
-        translator(ClientApi::OpenAiChat, self.provider).request(&self.target(), body)
+        self.plan_for(ClientApi::OpenAiChat, body, &ClientHints::default())
+    }
+
+    /// Builds this attempt's upstream request for a client of `api`.
+    pub fn plan_for(
+        &self,
+        api: ClientApi,
+        body: &[u8],
+        client: &ClientHints,
+    ) -> Result<Plan, GatewayError> {
+        translator(api, self.provider).request(&self.target(client), body)
     }
 }
 

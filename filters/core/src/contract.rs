@@ -21,14 +21,98 @@ pub enum Endpoint<'a> {
     Model(&'a str),
     /// `GET /v1/sluice/usage`
     Usage,
+    /// `POST /v1/messages` (Anthropic's Messages API)
+    Messages,
+    /// `POST /v1/messages/count_tokens`
+    CountTokens,
+}
+
+/// The API a client speaks, which decides the envelope of every error it gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Api {
+    OpenAi,
+    Anthropic,
 }
 
 impl Endpoint<'_> {
     /// Endpoints whose JSON body the filters read (pause, parse, maybe rewrite).
     pub fn has_body(&self) -> bool {
-        matches!(self, Endpoint::ChatCompletions)
+        matches!(
+            self,
+            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens
+        )
+    }
+
+    /// Endpoints that generate an answer (metered in tokens and money, cached, re-hydrated).
+    pub fn generates(&self) -> bool {
+        matches!(self, Endpoint::ChatCompletions | Endpoint::Messages)
+    }
+
+    pub fn api(&self) -> Api {
+        match self {
+            Endpoint::Messages | Endpoint::CountTokens => Api::Anthropic,
+            _ => Api::OpenAi,
+        }
+    }
+
+    /// The endpoint's canonical path, as access logs show it (`property::PATH`) and as the
+    /// upstream role reads it back to learn the client's API on every attempt (the `:path`
+    /// header is the provider's by then).
+    pub fn path(&self) -> &'static str {
+        match self {
+            Endpoint::ChatCompletions => "/v1/chat/completions",
+            Endpoint::Models | Endpoint::Model(_) => "/v1/models",
+            Endpoint::Usage => "/v1/sluice/usage",
+            Endpoint::Messages => "/v1/messages",
+            Endpoint::CountTokens => "/v1/messages/count_tokens",
+        }
+    }
+
+    /// The endpoint whose canonical path this is (the inverse of [`Endpoint::path`]).
+    pub fn from_path(path: &str) -> Option<Endpoint<'static>> {
+        [
+            Endpoint::ChatCompletions,
+            Endpoint::Messages,
+            Endpoint::CountTokens,
+            Endpoint::Models,
+            Endpoint::Usage,
+        ]
+        .into_iter()
+        .find(|e| e.path() == path)
     }
 }
+
+/// The API whose envelope a request's errors use when no endpoint matched: Anthropic's for
+/// paths under `/v1/messages` and for clients that send `anthropic-version`, else OpenAI's.
+pub fn api_of(raw_path: &str, anthropic_version: bool) -> Api {
+    let path = raw_path.split(['?', '#']).next().unwrap_or_default();
+    if anthropic_version || path == "/v1/messages" || path.starts_with("/v1/messages/") {
+        Api::Anthropic
+    } else {
+        Api::OpenAi
+    }
+}
+
+/// The `anthropic-version` and `anthropic-beta` values a Messages client may send: at most
+/// [`MAX_ANTHROPIC_HEADER_BYTES`] of letters, digits and `- _ . ,` (and spaces between
+/// betas). Anything else is refused at the edge: these go to Anthropic as they are.
+pub fn check_anthropic_header(name: &str, value: &[u8]) -> Result<(), GatewayError> {
+    let ok = !value.is_empty()
+        && value.len() <= MAX_ANTHROPIC_HEADER_BYTES
+        && value
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,: ".contains(b));
+    if ok {
+        Ok(())
+    } else {
+        Err(GatewayError::invalid_request(format!(
+            "The {name} header is not valid: expected up to {MAX_ANTHROPIC_HEADER_BYTES} characters of letters, digits and - _ . , :"
+        )))
+    }
+}
+
+/// Longest `anthropic-version` / `anthropic-beta` value accepted.
+pub const MAX_ANTHROPIC_HEADER_BYTES: usize = 1024;
 
 /// The path as the route table sees it: without query or fragment, one trailing `/` allowed
 /// (`/v1/chat/completions/` is the same endpoint), and nothing else rewritten. A path that is
@@ -56,6 +140,8 @@ pub fn route<'a>(method: &str, raw_path: &'a str) -> Option<Endpoint<'a>> {
     let path = normalise_path(raw_path)?;
     match (method, path) {
         ("POST", "/v1/chat/completions") => Some(Endpoint::ChatCompletions),
+        ("POST", "/v1/messages") => Some(Endpoint::Messages),
+        ("POST", "/v1/messages/count_tokens") => Some(Endpoint::CountTokens),
         ("GET", "/v1/models") => Some(Endpoint::Models),
         ("GET", "/v1/sluice/usage") => Some(Endpoint::Usage),
         ("GET", p) => p
@@ -67,7 +153,8 @@ pub fn route<'a>(method: &str, raw_path: &'a str) -> Option<Endpoint<'a>> {
 }
 
 /// Routes as the 404 message names them.
-pub const ROUTES_TEXT: &str = "POST /v1/chat/completions, GET /v1/models";
+pub const ROUTES_TEXT: &str =
+    "POST /v1/chat/completions, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models";
 
 /// The 404 for a request that is no endpoint of the route table.
 pub fn unknown_route(method: &str, path: &str) -> GatewayError {
@@ -132,6 +219,10 @@ pub mod property {
     /// Which counters admitted the request: `local`, `fleet`, or `fail_open` (the quota
     /// service could not answer and local limits applied).
     pub const QUOTA: &str = "sluice_quota";
+    /// The Messages client's `anthropic-version` and `anthropic-beta`, checked by the route
+    /// role and read by the upstream role on every attempt (not log fields).
+    pub const ANTHROPIC_VERSION: &str = "sluice_anthropic_version";
+    pub const ANTHROPIC_BETA: &str = "sluice_anthropic_beta";
 
     pub const ALL: &[&str] = &[
         PATH,
@@ -377,6 +468,47 @@ mod tests {
         );
         assert_eq!(route("GET", "/v1/sluice/usage/"), Some(Endpoint::Usage));
         assert!(Endpoint::ChatCompletions.has_body() && !Endpoint::Models.has_body());
+        assert_eq!(
+            route("POST", "/v1/messages/?beta=true"),
+            Some(Endpoint::Messages)
+        );
+        assert_eq!(
+            route("POST", "/v1/messages/count_tokens"),
+            Some(Endpoint::CountTokens)
+        );
+        for p in [
+            "/v1/messages/x",
+            "/v1/messages/count_tokens/x",
+            "/v1//messages",
+        ] {
+            assert_eq!(route("POST", p), None, "{p:?}");
+        }
+        for e in [
+            Endpoint::ChatCompletions,
+            Endpoint::Messages,
+            Endpoint::CountTokens,
+            Endpoint::Usage,
+            Endpoint::Models,
+        ] {
+            assert_eq!(Endpoint::from_path(e.path()), Some(e));
+            assert_eq!(
+                route(if e.has_body() { "POST" } else { "GET" }, e.path()),
+                Some(e)
+            );
+        }
+        assert_eq!(Endpoint::Messages.api(), Api::Anthropic);
+        assert!(Endpoint::Messages.generates() && !Endpoint::CountTokens.generates());
+        assert_eq!(api_of("/v1/messages/batches?x", false), Api::Anthropic);
+        assert_eq!(api_of("/v1/nope", true), Api::Anthropic);
+        assert_eq!(api_of("/v1/messagesx", false), Api::OpenAi);
+        assert!(check_anthropic_header(
+            "anthropic-beta",
+            b"interleaved-thinking-2025-05-14,fine-grained-tool-streaming-2025-05-14"
+        )
+        .is_ok());
+        for bad in [&b""[..], b"a\r\nx: y", b"a;b", &[b'a'; 2000]] {
+            assert!(check_anthropic_header("anthropic-beta", bad).is_err());
+        }
     }
 
     #[test]

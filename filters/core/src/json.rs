@@ -80,6 +80,70 @@ impl<'de> Visitor<'de> for UniqueVisitor {
     }
 }
 
+/// `text` (a JSON object already parsed without duplicate keys) with the string value of its
+/// top-level `key` replaced by `value`, every other byte kept as it was. `None` when the key is
+/// absent or its value is not a string.
+pub fn replace_top_level_string(text: &str, key: &str, value: &str) -> Option<String> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut i = 0usize;
+    // At depth 1, whether the next string is a key (after `{` or `,`).
+    let mut expect_key = false;
+    let mut matched = false;
+    while i < b.len() {
+        match b.get(i).copied()? {
+            b'"' => {
+                let end = string_end(b, i)?;
+                if depth == 1 {
+                    if expect_key {
+                        let k: String = serde_json::from_str(text.get(i..=end)?).ok()?;
+                        matched = k == key;
+                        expect_key = false;
+                    } else if matched {
+                        let mut out = String::with_capacity(text.len() + value.len());
+                        out.push_str(text.get(..i)?);
+                        out.push_str(&serde_json::to_string(value).ok()?);
+                        out.push_str(text.get(end + 1..)?);
+                        return Some(out);
+                    }
+                }
+                i = end + 1;
+                continue;
+            }
+            b'{' | b'[' => {
+                if depth == 1 && matched {
+                    return None;
+                }
+                depth += 1;
+                expect_key = depth == 1 && b.get(i) == Some(&b'{');
+            }
+            b'}' | b']' => depth = depth.checked_sub(1)?,
+            b',' if depth == 1 => {
+                expect_key = true;
+                matched = false;
+            }
+            b':' | b' ' | b'\t' | b'\n' | b'\r' => {}
+            _ if depth == 1 && matched => return None,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The index of the `"` that closes the string opening at `start`.
+fn string_end(b: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    while i < b.len() {
+        match b.get(i).copied()? {
+            b'\\' => i += 2,
+            b'"' => return Some(i),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -93,6 +157,28 @@ mod tests {
             serde_json::from_str::<Value>(text).unwrap()
         );
         assert_eq!(parse_unique("[]").unwrap(), json!([]));
+    }
+
+    #[test]
+    fn only_the_top_level_string_changes() {
+        let t = r#"{"messages":[{"model":"inner"}],"metadata":{"model":"x"}, "mod\u0065l" : "a\"b","z":1}"#;
+        let out = replace_top_level_string(t, "model", "new/m").unwrap();
+        assert_eq!(
+            out,
+            r#"{"messages":[{"model":"inner"}],"metadata":{"model":"x"}, "mod\u0065l" : "new/m","z":1}"#
+        );
+        assert_eq!(
+            replace_top_level_string(r#"{"model":1}"#, "model", "m"),
+            None
+        );
+        assert_eq!(
+            replace_top_level_string(r#"{"a":{"model":"x"}}"#, "model", "m"),
+            None
+        );
+        assert_eq!(
+            replace_top_level_string(r#"{"a":"model","model":"x"}"#, "model", "m").as_deref(),
+            Some(r#"{"a":"model","model":"m"}"#)
+        );
     }
 
     #[test]

@@ -53,6 +53,27 @@ impl ModelSet {
     }
 }
 
+/// Anthropic's model list (`GET /v1/models` with `anthropic-version`): one page, all of it.
+pub fn anthropic_list(models: &ModelSet, created: u64) -> Value {
+    let data: Vec<Value> = models
+        .listed
+        .iter()
+        .map(|id| anthropic_model(id, created))
+        .collect();
+    json!({
+        "data": data,
+        "has_more": false,
+        "first_id": models.listed.first(),
+        "last_id": models.listed.last(),
+    })
+}
+
+/// One model in Anthropic's shape.
+pub fn anthropic_model(id: &str, created: u64) -> Value {
+    json!({"type": "model", "id": id, "display_name": id,
+           "created_at": crate::quota::rfc3339(created)})
+}
+
 fn model_object(id: &str, created: u64) -> Value {
     json!({"id": id, "object": "model", "created": created, "owned_by": "sluice"})
 }
@@ -163,6 +184,19 @@ mod tests {
         let r2 = Ranked::new([("gpt-4o", 2), ("gpt-*", 1)].map(|(k, v)| (k.to_string(), v)));
         assert_eq!(r2.get("gpt-4o"), Some(&2));
         assert!(Ranked::<u8>::default().get("x").is_none());
+    }
+
+    #[test]
+    fn anthropic_shape() {
+        let m = ModelSet::with_listed(
+            vec!["claude-*".into(), "mock-gpt".into()],
+            vec!["claude-sonnet-4-5".into()],
+        );
+        let v = anthropic_list(&m, 1_796_222_052);
+        assert_eq!(v["data"][0]["type"], "model");
+        assert_eq!(v["data"][0]["created_at"], "2026-12-02T14:34:12Z");
+        assert_eq!(v["has_more"], false);
+        assert_eq!(v["last_id"], v["data"][1]["id"]);
     }
 
     #[test]

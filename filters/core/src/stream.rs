@@ -17,6 +17,27 @@ pub trait StreamTranslator {
     fn finish(&mut self) -> Vec<u8>;
 }
 
+/// Two stream translators in a row: what `first` writes, `second` reads (a backend's stream
+/// to OpenAI chunks, then OpenAI chunks to the client's API).
+pub struct Chain(pub Box<dyn StreamTranslator>, pub Box<dyn StreamTranslator>);
+
+impl StreamTranslator for Chain {
+    fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
+        let mid = self.0.feed(chunk);
+        if mid.is_empty() {
+            return mid;
+        }
+        self.1.feed(&mid)
+    }
+
+    fn finish(&mut self) -> Vec<u8> {
+        let mid = self.0.finish();
+        let mut out = self.1.feed(&mid);
+        out.extend(self.1.finish());
+        out
+    }
+}
+
 /// One provider's SSE events to OpenAI chunks; [`SseStream`] does the framing around it and
 /// turns any error into the client's error event.
 pub trait EventTranslator {

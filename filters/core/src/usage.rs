@@ -40,7 +40,9 @@ pub fn estimate_prompt_tokens(body: &Value) -> u64 {
                         .and_then(Value::as_str)
                     {
                         weight += text_weight(t.as_bytes());
-                    } else if p.get("image_url").is_some() {
+                    } else if p.get("image_url").is_some()
+                        || p.get("type").and_then(Value::as_str) == Some("image")
+                    {
                         images += 1;
                     } else {
                         // Audio, files, parts added later: their JSON text, an upper bound.
@@ -66,6 +68,12 @@ pub fn estimate_prompt_tokens(body: &Value) -> u64 {
             }
             weight += 36 * 4; // id and framing
         }
+    }
+    // An Anthropic Messages request's system prompt: a string or text blocks.
+    match body.get("system") {
+        Some(Value::String(s)) => weight += text_weight(s.as_bytes()),
+        Some(v @ Value::Array(_)) => weight += json_weight(v),
+        _ => {}
     }
     for field in [
         "tools",
@@ -158,8 +166,13 @@ fn count(v: Option<&Value>) -> Option<u64> {
         .filter(|&n| n <= MAX_TOKENS_PER_REQUEST)
 }
 
-/// OpenAI usage from a `usage` object; `None` when missing, negative or absurd.
+/// Usage from a `usage` object, OpenAI's or Anthropic's (`input_tokens`, `output_tokens`,
+/// cache reads and writes reported apart: the prompt is their sum); `None` when missing,
+/// negative or absurd.
 pub fn read_usage(u: &Value) -> Option<Usage> {
+    if u.get("prompt_tokens").is_none() && u.get("input_tokens").is_some() {
+        return read_anthropic_usage(u);
+    }
     let view: UsageView = serde_json::from_value(u.clone()).ok()?;
     let prompt = count(view.prompt_tokens.as_ref())?;
     let completion = count(view.completion_tokens.as_ref())?;
@@ -175,9 +188,29 @@ pub fn read_usage(u: &Value) -> Option<Usage> {
     })
 }
 
-/// Usage and content size of a complete chat completion (parsed).
+fn read_anthropic_usage(u: &Value) -> Option<Usage> {
+    let input = count(u.get("input_tokens"))?;
+    let output = count(u.get("output_tokens"))?;
+    let read = count(u.get("cache_read_input_tokens")).unwrap_or(0);
+    let written = count(u.get("cache_creation_input_tokens")).unwrap_or(0);
+    Some(Usage {
+        prompt_tokens: input.saturating_add(read).saturating_add(written),
+        completion_tokens: output,
+        cached_tokens: (read > 0).then_some(read),
+        reasoning_tokens: None,
+    })
+}
+
+/// Usage and content size of a complete answer (parsed): a chat completion or an Anthropic
+/// message.
 pub fn completion_usage(v: &Value) -> (Option<Usage>, u64) {
     let usage = v.get("usage").and_then(read_usage);
+    if v.get("type").and_then(Value::as_str) == Some("message") {
+        let content = v
+            .get("content")
+            .map_or(0, |c| serde_json::to_vec(c).map_or(0, |b| b.len()));
+        return (usage, content as u64);
+    }
     let content: u64 = v
         .get("choices")
         .and_then(Value::as_array)
@@ -222,7 +255,36 @@ struct DeltaView<'a> {
     tool_calls: Option<Value>,
 }
 
-/// Watches an OpenAI SSE stream: reads its usage chunk, counts what was generated (for a stream
+/// An Anthropic event, as much of it as the tap reads.
+#[derive(Deserialize)]
+struct EventView<'a> {
+    #[serde(default)]
+    message: Option<MessageView>,
+    #[serde(default)]
+    usage: Option<Value>,
+    #[serde(default, borrow)]
+    delta: Option<BlockDeltaView<'a>>,
+}
+
+#[derive(Deserialize)]
+struct MessageView {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct BlockDeltaView<'a> {
+    #[serde(default, borrow)]
+    text: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    partial_json: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default, borrow)]
+    thinking: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// Watches an SSE stream, OpenAI's or Anthropic's event stream (whose events are named):
+/// reads its usage (OpenAI's usage chunk; Anthropic's `message_start` usage updated by
+/// `message_delta`), counts what was generated (for a stream
 /// cut short), notes `[DONE]` and error events, and, with `strip`, removes the usage chunk and
 /// `usage` fields for a client that did not ask for them. Without `strip` the bytes pass
 /// through untouched.
@@ -235,6 +297,8 @@ pub struct UsageTap {
     pub content_bytes: u64,
     pub done: bool,
     pub error: bool,
+    /// Anthropic's usage so far (`message_start`'s, fields replaced by `message_delta`'s).
+    anthropic: Option<serde_json::Map<String, Value>>,
 }
 
 impl crate::stream::StreamTranslator for UsageTap {
@@ -280,9 +344,48 @@ impl UsageTap {
         }
     }
 
+    /// One Anthropic event (never stripped: Anthropic's usage is always part of the stream).
+    fn anthropic_event(&mut self, name: &str, data: &str) {
+        match name {
+            "message_stop" => self.done = true,
+            "error" => self.error = true,
+            _ => {}
+        }
+        let Ok(view) = serde_json::from_str::<EventView>(data) else {
+            return;
+        };
+        if let Some(d) = &view.delta {
+            for t in [&d.text, &d.partial_json, &d.thinking]
+                .into_iter()
+                .flatten()
+            {
+                self.content_bytes += t.len() as u64;
+            }
+        }
+        let update = match name {
+            "message_start" => view.message.and_then(|m| m.usage),
+            "message_delta" => view.usage,
+            _ => None,
+        };
+        if let Some(Value::Object(u)) = update {
+            let merged = self.anthropic.get_or_insert_with(Default::default);
+            merged.extend(u.into_iter().filter(|(_, v)| !v.is_null()));
+            if let Some(u) = read_anthropic_usage(&Value::Object(merged.clone())) {
+                self.usage = Some(u);
+            }
+        }
+    }
+
     fn events(&mut self, events: Vec<SseEvent>) -> Vec<u8> {
         let mut out = Vec::new();
         for ev in events {
+            if let Some(name) = ev.event.as_deref() {
+                self.anthropic_event(name, &ev.data);
+                if self.strip {
+                    write_raw(&mut out, Some(name), &ev.data);
+                }
+                continue;
+            }
             let data = ev.data;
             if data == "[DONE]" {
                 self.done = true;

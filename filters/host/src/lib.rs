@@ -208,9 +208,12 @@ pub trait Host {
         self.send_http_response(status, &h, body);
     }
 
-    /// Answers locally with an OpenAI error envelope.
+    /// Answers locally with an error in the envelope of the client's API: the API of the
+    /// endpoint a filter recorded ([`note_endpoint`]), else the one the path and an
+    /// `anthropic-version` header suggest (`contract::api_of`).
     fn send_error(&self, err: &GatewayError) {
-        self.send(err.status, &err.headers(), &err.body());
+        let (status, body) = sluice_core::api::error_reply(client_api(self), err);
+        self.send(status, &err.headers(), &body);
     }
 }
 
@@ -418,12 +421,44 @@ pub fn stream_chunk(
     }
 }
 
-/// The route table's answer for this request (`contract::route`), from its headers.
-pub fn endpoint(headers: &Headers) -> Option<sluice_core::contract::Endpoint<'_>> {
-    sluice_core::contract::route(
+/// The route table's answer for this request (`contract::route`), from its headers, recorded
+/// for the filters after this one ([`note_endpoint`]).
+pub fn endpoint<'h>(
+    host: &dyn Host,
+    headers: &'h Headers,
+) -> Option<sluice_core::contract::Endpoint<'h>> {
+    let e = sluice_core::contract::route(
         headers.get_str(":method").unwrap_or_default(),
         headers.get_str(":path").unwrap_or_default(),
-    )
+    );
+    if let Some(e) = e {
+        note_endpoint(host, e);
+    }
+    e
+}
+
+/// Records the request's endpoint in the stream's filter state (`property::PATH`, its
+/// canonical path): what access logs show, what decides the envelope of every later error,
+/// and how the upstream role learns the client's API once `:path` is the provider's.
+pub fn note_endpoint(host: &dyn Host, e: sluice_core::contract::Endpoint) {
+    host.set_property(sluice_core::contract::property::PATH, e.path().as_bytes());
+}
+
+/// The endpoint a filter recorded for this request ([`note_endpoint`]).
+pub fn noted_endpoint(
+    host: &(impl Host + ?Sized),
+) -> Option<sluice_core::contract::Endpoint<'static>> {
+    let p = host.property(&[sluice_core::contract::property::PATH])?;
+    sluice_core::contract::Endpoint::from_path(std::str::from_utf8(&p).ok()?)
+}
+
+/// The API of this request's client (see [`Host::send_error`]).
+pub fn client_api(host: &(impl Host + ?Sized)) -> sluice_core::contract::Api {
+    noted_endpoint(host).map(|e| e.api()).unwrap_or_else(|| {
+        let req = MapType::HttpRequestHeaders;
+        let path = host.header_str(req, ":path").unwrap_or_default();
+        sluice_core::contract::api_of(&path, host.header(req, "anthropic-version").is_some())
+    })
 }
 
 /// A host's shared data as a CAS store for `sluice_core::quota` and `sluice_core::cache`.

@@ -70,7 +70,7 @@ impl HttpContext for Pii {
         let req = host::map_request();
         let headers = self.host.read_headers(req);
         headers.strip_internal(self.host, false);
-        if !host::endpoint(&headers).is_some_and(|e| e.has_body()) || end_of_stream {
+        if !host::endpoint(self.host, &headers).is_some_and(|e| e.has_body()) || end_of_stream {
             return Action::Continue;
         }
         self.host.remove_header(req, "content-length");

@@ -3,7 +3,9 @@
 use crate::RouteConfig;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
-use sluice_core::contract::{self, property, Endpoint};
+use sluice_core::api::anthropic;
+use sluice_core::contract::{self, property, Api, Endpoint};
+use sluice_core::models;
 use sluice_core::openai::{force_stream_usage, validate};
 use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
@@ -13,8 +15,8 @@ use std::rc::Rc;
 pub struct Route {
     host: &'static dyn Host,
     config: Rc<RouteConfig>,
-    /// The request is a chat completion whose body is being read.
-    chat: bool,
+    /// The endpoint whose body is being read.
+    body: Option<Endpoint<'static>>,
     /// Set when the client streams without asking for usage and the usage must be removed.
     strip: Option<UsageTap>,
     strip_pending: bool,
@@ -25,7 +27,7 @@ impl Route {
         Route {
             host,
             config,
-            chat: false,
+            body: None,
             strip: None,
             strip_pending: false,
         }
@@ -45,22 +47,40 @@ impl HttpContext for Route {
         let headers = self.host.read_headers(req);
         // Internal signals come from Sluice only.
         headers.strip_internal(self.host, true);
-        let endpoint = host::endpoint(&headers);
+        let endpoint = host::endpoint(self.host, &headers);
+        let anthropic = headers.get("anthropic-version").is_some();
         match endpoint {
-            Some(Endpoint::ChatCompletions) => {
-                self.host
-                    .set_log_field(property::PATH, "/v1/chat/completions");
+            Some(e @ (Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens)) => {
                 if end_of_stream {
                     return self.refuse(&GatewayError::invalid_request(
                         "The request body is empty: expected a JSON object with 'model' and 'messages'.",
                     ));
                 }
-                self.chat = true;
+                if e.api() == Api::Anthropic {
+                    // Checked here, carried to every attempt in filter state.
+                    for (name, property) in [
+                        ("anthropic-version", property::ANTHROPIC_VERSION),
+                        ("anthropic-beta", property::ANTHROPIC_BETA),
+                    ] {
+                        if let Some(v) = headers.get(name) {
+                            if let Err(err) = contract::check_anthropic_header(name, v) {
+                                return self.refuse(&err);
+                            }
+                            self.host.set_property(property, v);
+                        }
+                    }
+                }
+                self.body = Endpoint::from_path(e.path());
                 self.host.remove_header(req, "content-length");
                 Action::Pause
             }
             Some(Endpoint::Models) => {
-                let body = self.config.models.list(self.host.now_secs());
+                let now = self.host.now_secs();
+                let body = if anthropic {
+                    models::anthropic_list(&self.config.models, now)
+                } else {
+                    self.config.models.list(now)
+                };
                 self.host.send(
                     200,
                     &[("content-type", "application/json".into())],
@@ -69,9 +89,17 @@ impl HttpContext for Route {
                 Action::Pause
             }
             Some(Endpoint::Model(id)) => {
+                let now = self.host.now_secs();
                 let found = contract::check_model(id)
                     .ok()
-                    .and_then(|()| self.config.models.retrieve(id, self.host.now_secs()));
+                    .filter(|()| self.config.models.contains(id))
+                    .map(|()| {
+                        if anthropic {
+                            models::anthropic_model(id, now)
+                        } else {
+                            self.config.models.retrieve(id, now).unwrap_or_default()
+                        }
+                    });
                 match found {
                     Some(m) => {
                         self.host.send(
@@ -95,46 +123,55 @@ impl HttpContext for Route {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
-        if !self.chat {
+        let Some(endpoint) = self.body else {
             return Action::Continue;
-        }
+        };
         if body_size > self.config.max_body_bytes {
-            self.chat = false;
+            self.body = None;
             return self.refuse(&GatewayError::too_large(self.config.max_body_bytes));
         }
         if !end_of_stream {
             return Action::Pause;
         }
-        self.chat = false;
+        self.body = None;
         let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
         let value = match host::request_json(&body) {
             Ok(v) => v,
             Err(e) => return self.refuse(&e),
         };
-        let req = match validate(&value) {
-            Ok(r) => r,
-            Err(e) => return self.refuse(&e),
+        let checked = match endpoint {
+            Endpoint::Messages => anthropic::request::validate(&value),
+            Endpoint::CountTokens => anthropic::request::validate_count_tokens(&value),
+            _ => validate(&value).map(|req| {
+                if req.is_stream() {
+                    let (asked, new_body) = force_stream_usage(&body, &value);
+                    if let Some(b) = new_body {
+                        self.host
+                            .set_body(Buffer::HttpRequestBody, 0, body_size, &b);
+                    }
+                    self.strip_pending = !asked && self.config.strip_unrequested_usage;
+                }
+            }),
         };
-        if !self.config.models.contains(&req.model) {
-            return self.refuse(&GatewayError::model_not_found(&req.model));
+        if let Err(e) = checked {
+            return self.refuse(&e);
         }
-        if req.is_stream() {
-            let (asked, new_body) = force_stream_usage(&body, &value);
-            if let Some(b) = new_body {
-                self.host
-                    .set_body(Buffer::HttpRequestBody, 0, body_size, &b);
-            }
-            self.strip_pending = !asked && self.config.strip_unrequested_usage;
+        let model = value
+            .get("model")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default();
+        if let Err(e) = contract::check_model(model) {
+            return self.refuse(&e);
         }
-        // `validate` checked the name (contract::check_model): safe in a header and a log.
-        self.host.set_header(
-            host::map_request(),
-            contract::request::MODEL,
-            Some(&req.model),
-        );
+        if !self.config.models.contains(model) {
+            return self.refuse(&GatewayError::model_not_found(model));
+        }
+        // check_model passed: the name is safe in a header and a log.
+        self.host
+            .set_header(host::map_request(), contract::request::MODEL, Some(model));
         // The upstream filter rewrites the (shared) request headers per attempt; access logs
         // read what the client asked for from here.
-        self.host.set_log_field(property::MODEL, &req.model);
+        self.host.set_log_field(property::MODEL, model);
         Action::Continue
     }
 

@@ -4,8 +4,9 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, LogLevel};
 use sluice_core::backend::Backend;
 use sluice_core::contract;
+use sluice_core::contract::Api;
 use sluice_core::metadata;
-use sluice_core::providers::ResponsePlan;
+use sluice_core::providers::{ClientApi, ClientHints, ResponsePlan};
 use sluice_core::stream::StreamTranslator;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer, Host};
@@ -55,6 +56,8 @@ pub struct Upstream {
     host: &'static dyn Host,
     backends: Rc<Backends>,
     backend: Option<Rc<Backend>>,
+    /// The client's API, from the endpoint the listener's filters recorded.
+    api: ClientApi,
     plan: Option<ResponsePlan>,
     mode: Mode,
     reading_body: bool,
@@ -66,6 +69,7 @@ impl Upstream {
             host,
             backends,
             backend: None,
+            api: ClientApi::OpenAiChat,
             plan: None,
             mode: Mode::None,
             reading_body: false,
@@ -78,6 +82,22 @@ impl Upstream {
         self.host.send_error(err);
         Action::Pause
     }
+
+    /// The client's headers a translator may pass on, as the route role checked them.
+    fn hints(&self) -> ClientHints {
+        if self.api.api() != Api::Anthropic {
+            return ClientHints::default();
+        }
+        let read = |name| {
+            self.host
+                .property(&[name])
+                .and_then(|v| String::from_utf8(v).ok())
+        };
+        ClientHints {
+            anthropic_version: read(contract::property::ANTHROPIC_VERSION),
+            anthropic_beta: read(contract::property::ANTHROPIC_BETA),
+        }
+    }
 }
 
 impl Context for Upstream {}
@@ -85,6 +105,9 @@ impl Context for Upstream {}
 impl HttpContext for Upstream {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let req = host::map_request();
+        self.api = host::noted_endpoint(self.host)
+            .and_then(ClientApi::of)
+            .unwrap_or(ClientApi::OpenAiChat);
         let backend = match self.backends.load(self.host) {
             Ok(b) => b,
             Err(e) => {
@@ -139,10 +162,16 @@ impl HttpContext for Upstream {
             return Action::Continue;
         };
         let body = self.host.body(Buffer::HttpRequestBody, 0, body_size);
-        let plan = match backend.plan(&body) {
+        let plan = match backend.plan_for(self.api, &body, &self.hints()) {
             Ok(p) => p,
             Err(e) => return self.refuse(&e),
         };
+        if let Some(answer) = &plan.answer {
+            // The gateway's own answer (a token estimate): nothing goes upstream.
+            self.host
+                .send(200, &[("content-type", "application/json".into())], answer);
+            return Action::Pause;
+        }
         let req = host::map_request();
         self.host.set_header(req, ":path", Some(&plan.request.path));
         for (k, v) in &plan.request.headers {
@@ -185,7 +214,7 @@ impl HttpContext for Upstream {
             let retry_after = headers.get_str("retry-after").map(str::to_string);
             if end_of_stream {
                 let err = plan.map_error(status, b"", retry_after.as_deref());
-                set_error_headers(self.host, &err);
+                set_error_headers(self.host, self.api.api(), &err);
                 return Action::Continue;
             }
             self.mode = Mode::Error(status, retry_after);
@@ -203,7 +232,7 @@ impl HttpContext for Upstream {
         self.host.remove_header(resp, "content-length");
         if end_of_stream {
             let err = GatewayError::bad_upstream("The backend answered with an empty body.");
-            set_error_headers(self.host, &err);
+            set_error_headers(self.host, self.api.api(), &err);
             return Action::Continue;
         }
         Action::Pause
@@ -235,9 +264,9 @@ impl HttpContext for Upstream {
                         }
                     }
                     Err(err) => {
-                        set_error_headers(self.host, &err);
+                        let body = set_error_headers(self.host, self.api.api(), &err);
                         self.host
-                            .set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                            .set_body(Buffer::HttpResponseBody, 0, body_size, &body);
                     }
                 }
                 Action::Continue
@@ -248,23 +277,27 @@ impl HttpContext for Upstream {
                 };
                 let body = self.host.body(Buffer::HttpResponseBody, 0, body_size);
                 let err = plan.map_error(*status, &body, retry_after.as_deref());
-                set_error_headers(self.host, &err);
+                let body = set_error_headers(self.host, self.api.api(), &err);
                 self.host
-                    .set_body(Buffer::HttpResponseBody, 0, body_size, &err.body());
+                    .set_body(Buffer::HttpResponseBody, 0, body_size, &body);
                 Action::Continue
             }
         }
     }
 }
 
-fn set_error_headers(host: &dyn Host, err: &GatewayError) {
+/// Turns the response into `err` for a client of `api`: status and headers set, the body to
+/// write returned.
+fn set_error_headers(host: &dyn Host, api: Api, err: &GatewayError) -> Vec<u8> {
     let resp = host::map_response();
-    host.set_header(resp, ":status", Some(&err.status.to_string()));
+    let (status, body) = sluice_core::api::error_reply(api, err);
+    host.set_header(resp, ":status", Some(&status.to_string()));
     host.set_header(resp, "content-type", Some("application/json"));
     host.remove_header(resp, "retry-after");
     for (k, v) in err.headers() {
         host.set_header(resp, k, Some(&v));
     }
+    body
 }
 
 #[cfg(test)]

@@ -7,3 +7,14 @@
 
 pub mod anthropic;
 pub mod openai;
+
+use crate::contract::Api;
+use crate::error::GatewayError;
+
+/// An error as a client of `api` receives it: the status and the body in that API's envelope.
+pub fn error_reply(api: Api, e: &GatewayError) -> (u16, Vec<u8>) {
+    match api {
+        Api::OpenAi => (e.status, e.body()),
+        Api::Anthropic => (anthropic::envelope::status(e), anthropic::envelope::body(e)),
+    }
+}

@@ -186,6 +186,9 @@ impl<'a> Redactor<'a> {
                 if key.is_some_and(|k| STRUCTURAL.contains(&k)) {
                     return;
                 }
+                if !collect && key.is_some_and(|k| VERBATIM.contains(&k)) {
+                    return;
+                }
                 if collect {
                     self.note_taken(s);
                 } else if let Some(r) = self.redact_text(s) {
@@ -250,4 +253,14 @@ pub const STRUCTURAL: &[&str] = &[
     "modalities",
     "voice",
     "encoding_format",
+    // Anthropic Messages: ids, media types, signatures and opaque data the API checks.
+    "tool_use_id",
+    "media_type",
+    "signature",
+    "stop_reason",
 ];
+
+/// Keys whose text is sent as it is, though its placeholders count as taken: an earlier
+/// turn's Anthropic thinking, which its signature covers byte for byte (a changed block is
+/// refused). It came from the model, which only ever saw the redacted prompt.
+pub const VERBATIM: &[&str] = &["thinking"];

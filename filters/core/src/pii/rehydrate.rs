@@ -41,9 +41,29 @@ impl Rehydrator {
         out
     }
 
-    /// A JSON chat.completion with placeholders put back in content and tool-call arguments.
+    /// A JSON chat.completion with placeholders put back in content and tool-call arguments;
+    /// an Anthropic message with them put back in its text blocks and tool inputs (thinking
+    /// stays as the model wrote it: its signature covers those bytes).
     pub fn json(&self, body: &[u8]) -> Option<Vec<u8>> {
         let mut v: Value = serde_json::from_slice(body).ok()?;
+        if v.get("type").and_then(Value::as_str) == Some("message") {
+            for block in v.get_mut("content")?.as_array_mut()? {
+                match block.get("type").and_then(Value::as_str) {
+                    Some("text") => {
+                        if let Some(Value::String(s)) = block.get_mut("text") {
+                            *s = self.replace_all(s, false);
+                        }
+                    }
+                    Some("tool_use") => {
+                        if let Some(input) = block.get_mut("input") {
+                            self.replace_in_strings(input);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            return serde_json::to_vec(&v).ok();
+        }
         for c in v.get_mut("choices")?.as_array_mut()? {
             let Some(m) = c.get_mut("message") else {
                 continue;
@@ -65,6 +85,18 @@ impl Rehydrator {
             }
         }
         serde_json::to_vec(&v).ok()
+    }
+}
+
+impl Rehydrator {
+    /// Every string inside a JSON value (a tool's input), keys left alone.
+    fn replace_in_strings(&self, v: &mut Value) {
+        match v {
+            Value::String(s) => *s = self.replace_all(s, false),
+            Value::Array(items) => items.iter_mut().for_each(|i| self.replace_in_strings(i)),
+            Value::Object(o) => o.values_mut().for_each(|i| self.replace_in_strings(i)),
+            _ => {}
+        }
     }
 }
 
@@ -115,6 +147,8 @@ pub struct SseRehydrator {
     r: Rehydrator,
     parser: SseParser,
     texts: BTreeMap<(u64, String), TextStream>,
+    /// The stream is Anthropic's (named events).
+    anthropic: bool,
 }
 
 impl crate::stream::StreamTranslator for SseRehydrator {
@@ -144,7 +178,11 @@ impl SseRehydrator {
     pub fn finish(&mut self) -> Vec<u8> {
         let evs = self.parser.finish().unwrap_or_default();
         let mut out = self.events(evs);
-        out.extend(self.flush_all(None));
+        if self.anthropic {
+            out.extend(self.flush_anthropic(None));
+        } else {
+            out.extend(self.flush_all(None));
+        }
         out
     }
 
@@ -176,9 +214,80 @@ impl SseRehydrator {
         out
     }
 
+    /// One Anthropic event: per content block, its text (`text_delta`) or its tool input
+    /// (`input_json_delta`, JSON text) is one text; what a block still holds goes out in a
+    /// delta of its own before its `content_block_stop`. Thinking passes as it is.
+    fn anthropic_event(&mut self, name: &str, data: &str, out: &mut Vec<u8>) {
+        let Ok(mut v) = serde_json::from_str::<Value>(data) else {
+            write_event(out, name, data.as_bytes());
+            return;
+        };
+        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
+        match name {
+            "content_block_delta" => {
+                if let Some(d) = v.get_mut("delta") {
+                    let (field, escaped) = match d.get("type").and_then(Value::as_str) {
+                        Some("text_delta") => ("text", false),
+                        Some("input_json_delta") => ("partial_json", true),
+                        _ => ("", false),
+                    };
+                    if let Some(Value::String(s)) = d.get_mut(field) {
+                        let ts = self.texts.entry((index, field.to_string())).or_default();
+                        *s = ts.feed(&self.r, s, escaped);
+                    }
+                }
+            }
+            "content_block_stop" | "message_delta" | "message_stop" | "error" => {
+                let which = (name == "content_block_stop").then_some(index);
+                out.extend(self.flush_anthropic(which));
+            }
+            _ => {}
+        }
+        write_event(out, name, &serde_json::to_vec(&v).unwrap_or_default());
+    }
+
+    fn flush_anthropic(&mut self, index: Option<u64>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let keys: Vec<(u64, String)> = self
+            .texts
+            .keys()
+            .filter(|(i, _)| index.is_none_or(|x| x == *i))
+            .cloned()
+            .collect();
+        for key in keys {
+            let held = self
+                .texts
+                .get_mut(&key)
+                .map(TextStream::finish)
+                .unwrap_or_default();
+            if held.is_empty() {
+                continue;
+            }
+            let (i, field) = key;
+            let kind = if field == "text" {
+                "text_delta"
+            } else {
+                "input_json_delta"
+            };
+            let ev = serde_json::json!({"type": "content_block_delta", "index": i,
+                                        "delta": {"type": kind, field: held}});
+            write_event(
+                &mut out,
+                "content_block_delta",
+                &serde_json::to_vec(&ev).unwrap_or_default(),
+            );
+        }
+        out
+    }
+
     fn events(&mut self, events: Vec<sse::SseEvent>) -> Vec<u8> {
         let mut out = Vec::new();
         for ev in events {
+            if let Some(name) = ev.event.as_deref() {
+                self.anthropic = true;
+                self.anthropic_event(name, &ev.data, &mut out);
+                continue;
+            }
             if ev.data == "[DONE]" {
                 out.extend(self.flush_all(None));
                 sse::write_data(&mut out, b"[DONE]");
@@ -238,6 +347,13 @@ impl SseRehydrator {
         }
         out
     }
+}
+
+fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    sse::write_data(out, data);
 }
 
 /// Output scanning: PII the model wrote on its own, redacted (`[TYPE]`) in a complete answer.

@@ -10,14 +10,19 @@
 //! - [`anthropic::chat`]: OpenAI chat to Anthropic Messages (request, answer, stream).
 //! - [`gemini::chat`]: OpenAI chat to Gemini `generateContent` (request, answer, stream).
 //!
-//! The shape fits what comes next without change: an Anthropic Messages front is another
-//! [`ClientApi`] with its own translators per backend (pass-through to Anthropic); Bedrock's
-//! Converse is another [`ProviderKind`] whose stream translator decodes AWS event-stream
-//! frames, and whose errors name their type in a header ([`UpstreamError::error_type`]).
+//! - [`anthropic::messages`]: Anthropic Messages (and `count_tokens`) to Anthropic: the
+//!   client's bytes pass through but for the model name.
+//! - [`via_openai`]: Anthropic Messages to every other backend, through OpenAI chat: the
+//!   request becomes OpenAI chat, the backend's OpenAI translator takes it from there, and its
+//!   OpenAI answer (JSON or chunks) becomes an Anthropic message (or event stream).
+//!
+//! Bedrock's Converse is another [`ProviderKind`] whose stream translator decodes AWS
+//! event-stream frames; it serves the Anthropic front through [`via_openai`] like the others.
 
 pub mod anthropic;
 pub mod gemini;
 pub mod openai_compat;
+pub mod via_openai;
 
 use crate::error::GatewayError;
 use crate::models::Ranked;
@@ -53,6 +58,31 @@ impl ProviderKind {
 pub enum ClientApi {
     /// `POST /v1/chat/completions`
     OpenAiChat,
+    /// `POST /v1/messages`
+    AnthropicMessages,
+    /// `POST /v1/messages/count_tokens`
+    AnthropicCountTokens,
+}
+
+impl ClientApi {
+    /// The client API of an endpoint that is translated (`None`: not forwarded upstream).
+    pub fn of(e: crate::contract::Endpoint) -> Option<ClientApi> {
+        use crate::contract::Endpoint;
+        match e {
+            Endpoint::ChatCompletions => Some(ClientApi::OpenAiChat),
+            Endpoint::Messages => Some(ClientApi::AnthropicMessages),
+            Endpoint::CountTokens => Some(ClientApi::AnthropicCountTokens),
+            _ => None,
+        }
+    }
+
+    /// The API whose envelope this client's errors use.
+    pub fn api(self) -> crate::contract::Api {
+        match self {
+            ClientApi::OpenAiChat => crate::contract::Api::OpenAi,
+            _ => crate::contract::Api::Anthropic,
+        }
+    }
 }
 
 /// What a translator needs to know of the selected host (its `filter_metadata.sluice`).
@@ -66,6 +96,17 @@ pub struct Target<'a> {
     pub api_version: Option<&'a str>,
     /// Anthropic's required `max_tokens` when the client sent none.
     pub max_tokens_default: Option<u64>,
+    /// What the client sent that a translator may pass on (validated at the edge).
+    pub client: &'a ClientHints,
+}
+
+/// Request headers of the client that a translator may pass on, validated by the route role
+/// (`contract::check_anthropic_header`) and carried to every attempt in filter state (the
+/// shared header map holds whatever the previous attempt left there).
+#[derive(Debug, Clone, Default)]
+pub struct ClientHints {
+    pub anthropic_version: Option<String>,
+    pub anthropic_beta: Option<String>,
 }
 
 impl Target<'_> {
@@ -105,6 +146,9 @@ pub struct ResponsePlan {
 pub struct Plan {
     pub request: UpstreamRequest,
     pub response: ResponsePlan,
+    /// The gateway answers this itself (a token count for a backend that has no such
+    /// endpoint): a 200 with this JSON body; nothing goes upstream.
+    pub answer: Option<Vec<u8>>,
 }
 
 impl Plan {
@@ -126,6 +170,7 @@ impl Plan {
                 client_model: req.model.clone(),
                 upstream_model: model,
             },
+            answer: None,
         }
     }
 }

@@ -94,6 +94,19 @@ fn calendar_month(secs: u64) -> (u64, u64, u64) {
     (idx, start, end)
 }
 
+/// Seconds since the epoch as RFC 3339 UTC (`2026-12-02T14:32:47Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        t / 3600,
+        t % 3600 / 60,
+        t % 60
+    )
+}
+
 // Howard Hinnant's civil calendar algorithms (days since 1970-01-01 <-> y/m/d).
 fn civil_from_days(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;

@@ -101,7 +101,7 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         Provider::Azure
     } else if req.path.ends_with("/chat/completions") {
         Provider::OpenAi
-    } else if req.path.ends_with("/messages") {
+    } else if req.path.ends_with("/messages") || req.path.ends_with("/messages/count_tokens") {
         Provider::Anthropic
     } else if req.path.contains("/models/") && req.path.contains(':') {
         Provider::Gemini
@@ -159,6 +159,17 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     let Some(Value::Object(body)) = parsed else {
         return error(w, provider, 400, "request body is not a JSON object", None);
     };
+    if req.path.ends_with("/messages/count_tokens") {
+        // Anthropic's token count: one token per word of the request's texts.
+        let n = count_words(&Value::Object(body.clone()));
+        http::write_full(
+            w,
+            200,
+            &[("content-type", "application/json".into())],
+            json!({"input_tokens": n}).to_string().as_bytes(),
+        )?;
+        return Ok(After::KeepAlive);
+    }
     let checked = match provider {
         Provider::OpenAi | Provider::Azure => validate_openai(&body),
         Provider::Anthropic => validate_anthropic(&body),

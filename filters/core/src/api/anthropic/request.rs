@@ -20,12 +20,22 @@ fn str_field<'a>(o: &'a Map<String, Value>, k: &str, at: &str) -> Result<&'a str
 /// The request's shape as the Messages API requires it: `model`, `max_tokens` >= 1, and
 /// `messages` of `user` and `assistant` turns, each a string or a list of typed blocks.
 pub fn validate(v: &Value) -> Result<(), GatewayError> {
+    check(v, true)
+}
+
+/// A `count_tokens` request: a Messages request without `max_tokens`.
+pub fn validate_count_tokens(v: &Value) -> Result<(), GatewayError> {
+    check(v, false)
+}
+
+fn check(v: &Value, needs_max_tokens: bool) -> Result<(), GatewayError> {
     let o = v
         .as_object()
         .ok_or_else(|| GatewayError::invalid_request("The body must be a JSON object."))?;
     str_field(o, "model", "")?;
-    match o.get("max_tokens").and_then(Value::as_u64) {
-        Some(n) if n >= 1 => {}
+    match o.get("max_tokens").map(Value::as_u64) {
+        Some(Some(n)) if n >= 1 => {}
+        None if !needs_max_tokens => {}
         _ => {
             return Err(bad(
                 "max_tokens",

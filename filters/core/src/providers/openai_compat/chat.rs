@@ -67,6 +67,7 @@ impl Translator for OpenAiCompat {
                 client_model,
                 upstream_model: model,
             },
+            answer: None,
         })
     }
 
