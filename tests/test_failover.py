@@ -34,6 +34,7 @@ def fo(tmp_path_factory):
         },
         "models": {
             "chained": {"chain": ["p-openai", "p-anthropic:claude-sonnet-4-5", "p-gemini:gemini-2.5-pro"]},
+            "claude-first": {"chain": ["p-anthropic:claude-sonnet-4-5", "p-openai:gpt-4o-mini"]},
             "pooled": {"chain": ["pool"]},
             # One endpoint with an explicit retry: the retry goes back to it, so it waits for
             # that endpoint's retry-after (bounded by retry_after_max).
@@ -75,6 +76,49 @@ def test_primary_failure_is_served_by_the_secondary(fo, fault):
     assert got["path"] == "/v1/messages" and got["body"]["model"] == "claude-sonnet-4-5"
     assert got["headers"]["x-api-key"] == "mock-anthropic-key"
     assert "authorization" not in got["headers"] and "x-sluice-credential" not in got["headers"]
+
+
+def messages(stack, body, headers):
+    return request(stack, "POST", "/v1/messages", body,
+                   {"x-api-key": "sk-sluice-demo", "anthropic-version": "2023-06-01", **headers})
+
+
+BETA = "interleaved-thinking-2025-05-14"
+
+
+def test_an_anthropic_client_fails_over_between_formats(fo):
+    """A Messages request served by OpenAI when Anthropic fails, and by Anthropic (its headers
+    intact, though the first attempt's translation removed them) when OpenAI fails."""
+    body = {"model": "claude-first", "max_tokens": 50, "messages": MSGS}
+    r = messages(fo, body, {"x-mock-target": "anthropic", "x-mock-status": "529", "x-mock-tag": "fo-m1",
+                            "anthropic-beta": BETA})
+    assert r.status == 200, r.body
+    assert r.headers["x-sluice-provider"] == "p-openai"
+    m = r.json()
+    assert m["type"] == "message" and m["model"] == "claude-first"
+    assert m["content"] == [{"type": "text", "text": "echo: hello there"}]
+    got = seen(fo, "fo-m1")
+    assert got["path"] == "/v1/chat/completions" and got["body"]["model"] == "gpt-4o-mini"
+    assert "anthropic-beta" not in got["headers"] and "x-api-key" not in got["headers"]
+    body = {"model": "chained", "max_tokens": 50, "messages": MSGS, "stream": True}
+    r = messages(fo, body, {"x-mock-target": "openai", "x-mock-status": "503", "x-mock-tag": "fo-m2",
+                            "anthropic-beta": BETA})
+    assert r.status == 200 and r.headers["x-sluice-provider"] == "p-anthropic"
+    names = [line[7:] for line in r.body.decode().splitlines() if line.startswith("event: ")]
+    assert names[0] == "message_start" and names[-1] == "message_stop"
+    got = seen(fo, "fo-m2")
+    assert got["path"] == "/v1/messages" and got["body"]["model"] == "claude-sonnet-4-5"
+    assert got["headers"]["anthropic-version"] == "2023-06-01" and got["headers"]["anthropic-beta"] == BETA
+    # Everything down: one error, in Anthropic's envelope, as overloaded.
+    r = messages(fo, {"model": "claude-first", "max_tokens": 50, "messages": MSGS}, {"x-mock-status": "503"})
+    assert r.status == 529 and r.json()["error"]["type"] == "overloaded_error", r.body
+    # Envoy's own reply (every attempt reset): also Anthropic's, for this client only.
+    r = messages(fo, {"model": "claude-first", "max_tokens": 50, "messages": MSGS}, {"x-mock-fault": "reset"})
+    assert r.status == 529, r.body
+    v = r.json()
+    assert v["type"] == "error" and v["error"]["type"] == "overloaded_error", v
+    r = post(fo, {"model": "claude-first", "messages": MSGS}, {"x-mock-fault": "reset"})
+    assert r.status == 503 and r.json()["error"]["code"] == "upstream_error", r.body
 
 
 def test_two_failures_reach_the_third_provider(fo):

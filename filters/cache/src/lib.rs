@@ -7,7 +7,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::Action;
 use serde::Deserialize;
 use serde_json::Value;
-use sluice_core::cache::{self, Assembler, Bounds, Cache};
+use sluice_core::cache::{self, Assembling, Bounds, Cache};
 use sluice_core::contract::{self, property, Endpoint};
 use sluice_core::models::Ranked;
 use sluice_host::{self as host, Buffer, Counters, Host, Shared};
@@ -112,6 +112,7 @@ impl host::Filter for CacheFilter {
                 config: Rc::clone(config),
                 metrics: Rc::clone(metrics),
                 state: State::Idle,
+                messages: false,
             },
         )
     }
@@ -138,7 +139,7 @@ enum State {
         hash: [u8; 32],
         ttl: u64,
         json: Option<Vec<u8>>,
-        sse: Option<Assembler>,
+        sse: Option<Assembling>,
         ok: bool,
     },
 }
@@ -148,6 +149,8 @@ struct CacheCtx {
     config: Rc<Config>,
     metrics: Rc<RefCell<Counters>>,
     state: State,
+    /// The request is an Anthropic Messages request: entries are Anthropic messages.
+    messages: bool,
 }
 
 impl CacheCtx {
@@ -197,8 +200,10 @@ impl HttpContext for CacheCtx {
     fn on_http_request_headers(&mut self, _n: usize, end_of_stream: bool) -> Action {
         let headers = self.host.read_headers(host::map_request());
         headers.strip_internal(self.host, false);
-        if host::endpoint(self.host, &headers) != Some(Endpoint::ChatCompletions) || end_of_stream {
-            return Action::Continue;
+        match host::endpoint(self.host, &headers) {
+            Some(Endpoint::ChatCompletions) if !end_of_stream => {}
+            Some(Endpoint::Messages) if !end_of_stream => self.messages = true,
+            _ => return Action::Continue,
         }
         let cc = headers
             .get_str("cache-control")
@@ -243,7 +248,11 @@ impl HttpContext for CacheCtx {
                 .add(self.host, "sluice_cache.bypasses", 1);
             return Action::Continue;
         }
-        let hash = cache::key(&self.tenant(), &v);
+        let hash = if self.messages {
+            cache::messages_key(&self.tenant(), &v)
+        } else {
+            cache::key(&self.tenant(), &v)
+        };
         let now = self.host.now_secs();
         if !no_cache {
             let c = Cache {
@@ -259,7 +268,12 @@ impl HttpContext for CacheCtx {
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
                     == Some(true);
-                let (ctype, out) = if stream {
+                let (ctype, out) = if stream && self.messages {
+                    (
+                        "text/event-stream",
+                        cache::replay_messages_sse(&entry.completion),
+                    )
+                } else if stream {
                     (
                         "text/event-stream",
                         cache::replay_sse(&entry.completion, asked || self.config.usage_in_replay),
@@ -331,7 +345,7 @@ impl HttpContext for CacheCtx {
                     .get_str("content-type")
                     .is_some_and(|c| c.starts_with("text/event-stream"))
                 {
-                    *sse = Some(Assembler::new(max));
+                    *sse = Some(Assembling::new(self.messages, max));
                 } else {
                     *json = Some(Vec::new());
                 }
@@ -374,7 +388,7 @@ impl HttpContext for CacheCtx {
         if !end_of_stream {
             return Action::Continue;
         }
-        let store_tools = self.config.store_tool_calls;
+        let (store_tools, messages) = (self.config.store_tool_calls, self.messages);
         // The completion's JSON text: a JSON answer as it came (parsed once, shared with
         // sluice-auth, to check it), a stream's as assembled.
         let completion: Option<std::borrow::Cow<[u8]>> = match (sse.as_mut(), json.as_ref()) {
@@ -383,7 +397,13 @@ impl HttpContext for CacheCtx {
                 .and_then(|v| serde_json::to_vec(&v).ok())
                 .map(Into::into),
             (None, Some(b)) => host::response_json(b)
-                .is_some_and(|v| cache::is_storable(&v, store_tools))
+                .is_some_and(|v| {
+                    if messages {
+                        cache::is_storable_message(&v, store_tools)
+                    } else {
+                        cache::is_storable(&v, store_tools)
+                    }
+                })
                 .then(|| b.as_slice().into()),
             _ => None,
         };
@@ -439,6 +459,7 @@ mod tests {
             config,
             metrics: Rc::new(RefCell::new(Counters::new(32))),
             state: State::Idle,
+            messages: false,
         };
         c.on_http_request_headers(0, false);
         c.on_http_request_body(body.len(), true);
@@ -494,6 +515,7 @@ mod tests {
             ),
             metrics: Rc::default(),
             state: State::Idle,
+            messages: false,
         };
         assert_eq!(c.ttl("gpt-4o", None), 20);
         assert_eq!(c.ttl("gpt-4o-mini", None), 30);

@@ -460,6 +460,41 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn anthropic_usage_from_events_and_messages() {
+        let stream = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":10,\"cache_read_input_tokens\":30,\"cache_creation_input_tokens\":5,\"output_tokens\":1}}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n",
+            "event: message_delta\ndata: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"end_turn\"},\"usage\":{\"output_tokens\":7}}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"
+        );
+        for cut in 0..stream.len() {
+            let mut t = UsageTap::new(false);
+            let mut out = t.feed(&stream.as_bytes()[..cut]);
+            out.extend(t.feed(&stream.as_bytes()[cut..]));
+            out.extend(t.finish());
+            assert_eq!(
+                out,
+                stream.as_bytes(),
+                "a tap never changes Anthropic's stream"
+            );
+            let u = t.usage.unwrap();
+            assert_eq!(
+                (u.prompt_tokens, u.completion_tokens, u.cached_tokens),
+                (45, 7, Some(30))
+            );
+            assert!(t.done && !t.error && t.content_bytes == 5);
+        }
+        let m = json!({"type": "message", "content": [{"type": "text", "text": "hi"}],
+                       "usage": {"input_tokens": 3, "output_tokens": 2}});
+        let (u, content) = completion_usage(&m);
+        assert_eq!(
+            u.map(|u| (u.prompt_tokens, u.completion_tokens)),
+            Some((3, 2))
+        );
+        assert!(content > 0);
+    }
+
+    #[test]
     fn estimates_prompt_tokens() {
         let body = json!({"messages": [
             {"role": "system", "content": "You are terse."},

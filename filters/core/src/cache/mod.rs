@@ -13,16 +13,54 @@
 //! - [`table`]: the slot table, lookups, inserts and eviction.
 //! - [`assemble`]: a complete answer from JSON or SSE.
 //! - [`replay`]: a stored answer as SSE.
+//! - [`messages`]: the same for Anthropic messages (the Messages front): key namespace,
+//!   assembly from an event stream, replay as one.
 
 mod assemble;
 mod key;
+mod messages;
 mod replay;
 mod table;
 
 pub use assemble::*;
 pub use key::*;
+pub use messages::*;
 pub use replay::*;
 pub use table::*;
+
+use serde_json::Value;
+
+/// The answer of one request as it streams past, assembled for storing: chat completion
+/// chunks, or an Anthropic event stream (the Messages front).
+#[derive(Debug)]
+pub enum Assembling {
+    Chat(Assembler),
+    Messages(MessageAssembler),
+}
+
+impl Assembling {
+    pub fn new(messages: bool, max_bytes: u64) -> Self {
+        if messages {
+            Assembling::Messages(MessageAssembler::new(max_bytes))
+        } else {
+            Assembling::Chat(Assembler::new(max_bytes))
+        }
+    }
+
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match self {
+            Assembling::Chat(a) => a.feed(chunk),
+            Assembling::Messages(a) => a.feed(chunk),
+        }
+    }
+
+    pub fn finish(&mut self, store_tool_calls: bool) -> Option<Value> {
+        match self {
+            Assembling::Chat(a) => a.finish(store_tool_calls),
+            Assembling::Messages(a) => a.finish(store_tool_calls),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -735,6 +735,60 @@ mod tests {
         assert_eq!(s.feed(&r, "text [EM", false), "text ");
     }
 
+    /// An Anthropic event stream, cut at every byte: each text block and each tool input gets
+    /// its values back (JSON-escaped in `partial_json`), thinking is left as signed.
+    #[test]
+    fn anthropic_events_rehydrated_split_anywhere() {
+        let r = Rehydrator::new(&[
+            ("[EMAIL_1]".into(), "jane@corp.com".into()),
+            ("[PERSON_1]".into(), "Zoë \"Z\"".into()),
+        ]);
+        let ev = |name: &str, v: Value| format!("event: {name}\ndata: {v}\n\n");
+        let input = [
+            ev("message_start", json!({"type": "message_start", "message": {"id": "m", "content": []}})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 0, "content_block": {"type": "thinking", "thinking": ""}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 0, "delta": {"type": "thinking_delta", "thinking": "[EMAIL_1]"}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 0})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 1, "content_block": {"type": "text", "text": ""}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "to [EMA"}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": "IL_1], [PERSON_1"}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 1})),
+            ev("content_block_start", json!({"type": "content_block_start", "index": 2, "content_block": {"type": "tool_use", "id": "t", "name": "send", "input": {}}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "{\"to\":\"[PERS"}})),
+            ev("content_block_delta", json!({"type": "content_block_delta", "index": 2, "delta": {"type": "input_json_delta", "partial_json": "ON_1]\"}"}})),
+            ev("content_block_stop", json!({"type": "content_block_stop", "index": 2})),
+            ev("message_stop", json!({"type": "message_stop"})),
+        ]
+        .concat();
+        for cut in 0..input.len() {
+            let mut s = SseRehydrator::new(r.clone());
+            let events = crate::stream::run_split(&mut s, input.as_bytes(), &[cut]);
+            let (mut thinking, mut text, mut tool) = (String::new(), String::new(), String::new());
+            for e in &events {
+                let d = &e["delta"];
+                match (e["index"].as_u64(), d["type"].as_str()) {
+                    (Some(0), Some("thinking_delta")) => {
+                        thinking += d["thinking"].as_str().unwrap()
+                    }
+                    (Some(1), Some("text_delta")) => text += d["text"].as_str().unwrap(),
+                    (Some(2), Some("input_json_delta")) => {
+                        tool += d["partial_json"].as_str().unwrap()
+                    }
+                    _ => {}
+                }
+            }
+            assert_eq!(thinking, "[EMAIL_1]", "cut {cut}");
+            assert_eq!(
+                text, "to jane@corp.com, [PERSON_1",
+                "cut {cut}: a mangled placeholder stays"
+            );
+            let v: Value = serde_json::from_str(&tool).unwrap();
+            assert_eq!(v["to"], "Zoë \"Z\"", "cut {cut}");
+            let stop = events.iter().position(|e| e["type"] == "message_stop");
+            assert_eq!(stop, Some(events.len() - 1), "cut {cut}");
+        }
+    }
+
     #[test]
     fn sse_rehydration_across_chunks_and_choices() {
         let r = Rehydrator::new(&[("[EMAIL_1]".into(), "me@x.io".into())]);

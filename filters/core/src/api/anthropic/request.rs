@@ -354,10 +354,57 @@ fn effort(budget: u64) -> &'static str {
     }
 }
 
+/// Top-level fields of a Messages request that OpenAI chat carries (translated below).
+const TRANSLATED: &[&str] = &[
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "temperature",
+    "top_p",
+    "top_k",
+    "stop_sequences",
+    "stream",
+    "metadata",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "output_config",
+    "output_format",
+];
+
+/// Top-level fields that only tune how Anthropic serves the request (its prompt cache, tier,
+/// region, speed, context editing, diagnostics): left out, the answer's meaning is the same.
+const SERVING_ONLY: &[&str] = &[
+    "cache_control",
+    "service_tier",
+    "inference_geo",
+    "speed",
+    "diagnostics",
+    "context_management",
+];
+
 /// A validated Messages request as OpenAI chat, for `model` (the backend's model name).
+/// Every top-level field is translated, left out as serving-only, or refused with a 400 that
+/// names it (Anthropic's server-side features, and fields this gateway does not know yet):
+/// never dropped in silence.
 pub fn to_openai(v: &Value, model: &str) -> Result<Value, GatewayError> {
     validate(v)?;
     let o = v.as_object().cloned().unwrap_or_default();
+    for k in o.keys() {
+        if TRANSLATED.contains(&k.as_str()) || SERVING_ONLY.contains(&k.as_str()) {
+            continue;
+        }
+        let k = crate::contract::escape_for_header(k);
+        let why = match &*k {
+            "mcp_servers" | "container" => "it asks Anthropic's servers to run tools or code",
+            _ => "this gateway cannot carry it to a backend that is not Anthropic",
+        };
+        return Err(bad(
+            &k,
+            format!("{k}: not supported for this model: {why}. Use a model served by Anthropic, or leave it out."),
+        ));
+    }
     let mut messages = Vec::new();
     if let Some(s) = o.get("system") {
         messages.push(json!({"role": "system", "content": system_text(s)?}));
@@ -417,12 +464,61 @@ pub fn to_openai(v: &Value, model: &str) -> Result<Value, GatewayError> {
             out.insert("parallel_tool_calls".into(), json!(false));
         }
     }
-    if v.pointer("/thinking/type").and_then(Value::as_str) == Some("enabled") {
-        let budget = v
-            .pointer("/thinking/budget_tokens")
-            .and_then(Value::as_u64)
-            .unwrap_or(1024);
-        out.insert("reasoning_effort".into(), json!(effort(budget)));
+    let asked_effort = match v.pointer("/output_config/effort") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(e)) => Some(match e.as_str() {
+            "low" | "medium" | "high" => e.clone(),
+            "xhigh" | "max" => "high".to_string(),
+            other => {
+                return Err(bad(
+                    "output_config.effort",
+                    format!(
+                        "output_config.effort: '{}' is not low, medium, high, xhigh or max",
+                        crate::contract::escape_for_header(other)
+                    ),
+                ))
+            }
+        }),
+        Some(_) => {
+            return Err(bad(
+                "output_config.effort",
+                "output_config.effort: expected a string",
+            ))
+        }
+    };
+    let thinking = v.pointer("/thinking/type").and_then(Value::as_str);
+    let budget_effort = match thinking {
+        Some("enabled") => Some(
+            effort(
+                v.pointer("/thinking/budget_tokens")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1024),
+            )
+            .to_string(),
+        ),
+        Some("adaptive") => Some("medium".to_string()),
+        _ => None,
+    };
+    if let Some(e) = asked_effort.or(budget_effort) {
+        out.insert("reasoning_effort".into(), json!(e));
+    }
+    let format = v
+        .pointer("/output_config/format")
+        .filter(|f| !f.is_null())
+        .or_else(|| o.get("output_format").filter(|f| !f.is_null()));
+    if let Some(f) = format {
+        let schema =
+            match (f.get("type").and_then(Value::as_str), f.get("schema")) {
+                (Some("json_schema"), Some(schema)) if schema.is_object() => schema.clone(),
+                _ => return Err(bad(
+                    "output_config.format",
+                    "output_config.format: expected {\"type\": \"json_schema\", \"schema\": {...}}",
+                )),
+            };
+        out.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "output", "schema": schema, "strict": true}}),
+        );
     }
     if o.get("stream").and_then(Value::as_bool) == Some(true) {
         out.insert("stream".into(), json!(true));
@@ -434,6 +530,30 @@ pub fn to_openai(v: &Value, model: &str) -> Result<Value, GatewayError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_top_level_field_is_carried_left_out_or_refused() {
+        let base = json!({"model": "m", "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+        let with = |k: &str, x: Value| {
+            let mut b = base.clone();
+            b[k] = x;
+            to_openai(&b, "gpt")
+        };
+        let o = with("output_config", json!({"effort": "max", "format": {"type": "json_schema", "schema": {"type": "object"}}})).unwrap();
+        assert_eq!(o["reasoning_effort"], "high");
+        assert_eq!(
+            o["response_format"]["json_schema"]["schema"],
+            json!({"type": "object"})
+        );
+        let o = with("thinking", json!({"type": "adaptive"})).unwrap();
+        assert_eq!(o["reasoning_effort"], "medium");
+        assert!(with("cache_control", json!({"type": "ephemeral"})).is_ok());
+        assert!(with("output_config", json!({"effort": "huge"})).is_err());
+        for k in ["mcp_servers", "container", "brand_new_field"] {
+            let e = with(k, json!([])).unwrap_err();
+            assert_eq!((e.status, e.param.as_deref()), (400, Some(k)), "{k}");
+        }
+    }
 
     #[test]
     fn a_conversation_with_tools_becomes_openai_chat() {
