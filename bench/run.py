@@ -1,13 +1,15 @@
 """make bench: what each filter and the whole chain cost against bare Envoy, side by side.
 
-    .venv/bin/python bench/run.py [--quick] [--latency-only]
+    .venv/bin/python bench/run.py [--quick] [--latency-only] [--anthropic-only]
 
 Every shape runs as its own Envoy (--concurrency 2) in front of one mock provider with no
 added delay, all started together, and is measured in the same run as bare Envoy:
 
 - latency at concurrency 1 (p50, p99; requests interleaved across shapes, so every shape sees
   the same machine), payloads of about 300 B, 10 KB and 100 KB, OpenAI->OpenAI and
-  OpenAI->Anthropic;
+  OpenAI->Anthropic; and the Anthropic Messages front (`/v1/messages`) to Anthropic
+  (pass-through) and to OpenAI (translated both ways), against bare Envoy sending the same
+  Messages request to the mock's Anthropic endpoint;
 - throughput at a fixed concurrency with wrk (Debian), 300 B payload;
 - streams of 200 chunks: time to first byte and mean gap between chunks;
 - Envoy's RSS idle, under load, and after a 60-second run of the full chain;
@@ -41,6 +43,7 @@ import sluice_gen  # noqa: E402
 
 QUICK = "--quick" in sys.argv
 LATENCY_ONLY = "--latency-only" in sys.argv
+ANTHROPIC_ONLY = "--anthropic-only" in sys.argv
 BLOCK = 25
 KEY = "sk-bench"
 
@@ -245,7 +248,68 @@ def main():
         mock.terminate()
 
 
+MESSAGES_BARE_HEADERS = {"content-type": "application/json", "x-api-key": "mock-anthropic-key",
+                         "anthropic-version": "2023-06-01"}
+MESSAGES_HEADERS = {"content-type": "application/json", "x-api-key": KEY, "anthropic-version": "2023-06-01"}
+
+
+def messages_body(model, size, unique):
+    text = ("lorem ipsum dolor sit amet " * (size // 27 + 1))[:max(size - 80, 10)]
+    return json.dumps({"model": model, "max_tokens": 64, "temperature": 0,
+                       "messages": [{"role": "user", "content": f"{unique} {text}"}]}).encode()
+
+
+def once_messages(conn, body, headers):
+    t = time.perf_counter()
+    conn.request("POST", "/v1/messages", body=body, headers=headers)
+    r = conn.getresponse()
+    r.read()
+    if r.status != 200:
+        raise RuntimeError(f"status {r.status}")
+    return (time.perf_counter() - t) * 1e6
+
+
+def anthropic_front(shapes):
+    """The Messages front at concurrency 1, unique prompts (misses): bare Envoy forwards the
+    Messages request to the mock's Anthropic endpoint; the full chain passes it through to
+    Anthropic, or translates it to OpenAI chat and the answer back; its OpenAI->OpenAI row,
+    measured in the same rotation, is the reference."""
+    n = 150 if QUICK else 400
+    bare = next(s for s in shapes if s.name == "bare envoy")
+    full = next(s for s in shapes if s.name == "+ cache: full chain")
+    conns = {k: http.client.HTTPConnection("127.0.0.1", s.port) for k, s in (("bare", bare), ("full", full))}
+    rows = [("bare envoy, Messages -> mock", "bare", "mock-claude", True),
+            ("full chain, Messages -> Anthropic", "full", "mock-claude", True),
+            ("full chain, Messages -> OpenAI", "full", "mock-gpt", True),
+            ("full chain, OpenAI -> OpenAI", "full", "mock-gpt", False)]
+    print("\nAnthropic Messages front at concurrency 1, p50 / p99 in µs (+ over bare Envoy at p50)")
+    for size in (300, 10_000):
+        samples = {r[0]: [] for r in rows}
+        for name, conn, model, msgs in rows:  # warm-up
+            for i in range(20):
+                measure(conns[conn], name, model, msgs, size, f"w{i}-{time.time_ns()}")
+        for b in range(0, n, BLOCK):
+            for name, conn, model, msgs in rows:
+                for i in range(b, min(b + BLOCK, n)):
+                    samples[name].append(measure(conns[conn], name, model, msgs, size, f"{i}-{time.time_ns()}"))
+        print(f"  {size} B request")
+        base = p(samples[rows[0][0]], 50)
+        for name, *_ in rows:
+            xs = samples[name]
+            print(f"    {name:36}{p(xs, 50):8.0f} /{p(xs, 99):7.0f}   +{p(xs, 50) - base:6.0f} µs")
+
+
+def measure(conn, name, model, msgs, size, unique):
+    if msgs:
+        headers = MESSAGES_BARE_HEADERS if name.startswith("bare") else MESSAGES_HEADERS
+        return once_messages(conn, messages_body(model, size, unique), headers)
+    return once(conn, body_for(model, size, unique=unique), HEADERS)
+
+
 def run(shapes):
+    if ANTHROPIC_ONLY:
+        anthropic_front(shapes)
+        return
     n = 150 if QUICK else 400
     idle = {s.name: rss_mb(s.pid) for s in shapes}
     conns = {s.name: http.client.HTTPConnection("127.0.0.1", s.port) for s in shapes}
@@ -287,6 +351,7 @@ def run(shapes):
             xs = samples[name]
             print(f"    {name:24}{p(xs, 50):8.0f} /{p(xs, 99):7.0f}   x{p(xs, 50) / base:5.2f}   +{p(xs, 50) - base:6.0f} µs")
 
+    anthropic_front(shapes)
     if LATENCY_ONLY:
         return
     print("\nthroughput, 300 B, wrk -t2 -c16 (requests/s, x bare Envoy)")

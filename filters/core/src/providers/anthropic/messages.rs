@@ -49,7 +49,9 @@ impl Translator for Passthrough {
         let client_model = peek.model.unwrap_or_default();
         crate::contract::check_model(&client_model)?;
         let model = target.upstream_model(&client_model).to_string();
-        let body = if model == client_model {
+        let body = if has_unsigned_thinking(text) {
+            Some(without_unsigned_thinking(text, &model)?)
+        } else if model == client_model {
             None
         } else {
             let renamed = crate::json::replace_top_level_string(text, "model", &model)
@@ -124,6 +126,42 @@ impl Translator for Passthrough {
     fn passthrough(&self) -> bool {
         true
     }
+}
+
+/// Whether the body has a `"signature": ""`: a thinking block this gateway wrote for an answer
+/// that another backend gave (a failover chain may mix them), which Anthropic would refuse.
+fn has_unsigned_thinking(text: &str) -> bool {
+    text.match_indices("\"signature\"").any(|(i, m)| {
+        let rest = text.get(i + m.len()..).unwrap_or_default().trim_start();
+        rest.strip_prefix(':')
+            .is_some_and(|r| r.trim_start().starts_with("\"\""))
+    })
+}
+
+/// The body without unsigned thinking blocks (their text was the other backend's reasoning,
+/// which Anthropic cannot verify), for `model`.
+fn without_unsigned_thinking(text: &str, model: &str) -> Result<Vec<u8>, GatewayError> {
+    let mut v = crate::openai::parse_body(text.as_bytes())?;
+    for m in v
+        .get_mut("messages")
+        .and_then(serde_json::Value::as_array_mut)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(blocks) = m
+            .get_mut("content")
+            .and_then(serde_json::Value::as_array_mut)
+        {
+            blocks.retain(|b| {
+                !(b.get("type").and_then(serde_json::Value::as_str) == Some("thinking")
+                    && b.get("signature").and_then(serde_json::Value::as_str) == Some(""))
+            });
+        }
+    }
+    if let Some(o) = v.as_object_mut() {
+        o.insert("model".into(), serde_json::Value::String(model.to_string()));
+    }
+    serde_json::to_vec(&v).map_err(|e| GatewayError::invalid_request(e.to_string()))
 }
 
 /// An Anthropic event stream passed on byte for byte, watched for its end.
@@ -226,6 +264,21 @@ mod tests {
             .contains(&("anthropic-version", DEFAULT_VERSION.into())));
         let p = COUNT_TOKENS.request(&target(&none, &hints), body).unwrap();
         assert_eq!(p.request.path, "/v1/messages/count_tokens");
+    }
+
+    #[test]
+    fn unsigned_thinking_from_another_backend_is_left_out() {
+        let body = br#"{"model":"c","max_tokens":5,"messages":[{"role":"user","content":"q"},{"role":"assistant","content":[{"type":"thinking","thinking":"from gpt","signature" : ""},{"type":"text","text":"a"}]},{"role":"user","content":"next"}]}"#;
+        let none = Ranked::new(std::collections::BTreeMap::new());
+        let p = MESSAGES
+            .request(&target(&none, &ClientHints::default()), body)
+            .unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&p.request.body.unwrap()).unwrap();
+        assert_eq!(
+            sent["messages"][1]["content"],
+            serde_json::json!([{"type": "text", "text": "a"}])
+        );
+        assert!(!has_unsigned_thinking(r#"{"signature":"c2ln","x":""}"#));
     }
 
     #[test]
