@@ -128,6 +128,75 @@ def test_other_path_variants_are_refused_everywhere(sec, path):
     assert r.sent is None  # nothing reached a provider
 
 
+def anthropic_envelope(r):
+    assert r.headers["content-type"].startswith("application/json"), (r.status, r.headers, r.body)
+    v = json.loads(r.body)
+    assert v["type"] == "error" and set(v["error"]) == {"type", "message"}, v
+    return v["error"]
+
+
+def msgs(model="mock-gpt", text="hi", **kw):
+    return {"model": model, "max_tokens": 50, "messages": [{"role": "user", "content": text}], **kw}
+
+
+# The Messages front shares the one route table: its variants get every filter too.
+@pytest.mark.parametrize("model", ["mock-gpt", "mock-claude"])
+@pytest.mark.parametrize("path", ["/v1/messages/", "/v1/messages?beta=true", "/v1/./messages", "/v1//messages",
+                                  "/v1/x/../messages", "/v1/%6dessages", "/v1\\messages"])
+def test_messages_path_variants_get_every_filter(sec, path, model):
+    r = send(sec, msgs(model, text=f"mail {EMAIL}, ssn {SSN} ({path})", temperature=0), path=path,
+             headers={"cache-control": "public", "anthropic-version": "2023-06-01"})
+    assert r.status == 200, r.body
+    sent = json.dumps(r.sent["body"])
+    assert EMAIL not in sent and SSN not in sent, sent
+    assert r.headers.get("x-sluice-cache") in ("miss", "hit")
+    assert EMAIL in r.json()["content"][0]["text"]
+
+
+@pytest.mark.parametrize("path", ["/v1/messages%2F", "/v1/messages/x", "/v1/messages;x", "/V1/messages",
+                                  "/v1/messages/count_tokens/x"])
+def test_other_messages_paths_are_refused_in_anthropics_envelope(sec, path):
+    r = send(sec, msgs(text=f"mail {EMAIL}"), path=path, headers={"anthropic-version": "2023-06-01"})
+    assert r.status in (400, 404), r.body
+    anthropic_envelope(r)
+    assert r.sent is None
+
+
+@pytest.mark.parametrize("model", ["gemini-x/../gemini-2.5-pro", "mock-gpt\r\nx-evil: 1",
+                                   "mock-gpt\nforged log line", "m" * 100_000], ids=range(4))
+def test_bad_model_names_on_the_messages_front(sec, model):
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        r = send(sec, msgs(model), path=path)
+        assert r.status == 400, r.body
+        e = anthropic_envelope(r)
+        assert e["type"] == "invalid_request_error" and "model" in e["message"]
+        assert r.sent is None
+        for k, v in r.headers.items():
+            assert "\r" not in v and "\n" not in v and k != "x-evil"
+
+
+@pytest.mark.parametrize("body", [
+    b'{"model":"mock-claude","max_tokens":5,"messages":[{"role":"user","content":"' + EMAIL.encode() + b'"}],'
+    b'"messages":[{"role":"user","content":"hi"}]}',
+    b'{"model":"mock-claude","model":"mock-gpt","max_tokens":5,"messages":[{"role":"user","content":"hi"}]}',
+])
+def test_duplicate_keys_are_refused_on_the_messages_front(sec, body):
+    """A pass-through sends the client's bytes: what was checked must be what is sent."""
+    r = send(sec, body, path="/v1/messages")
+    assert r.status == 400, r.body
+    assert "duplicate key" in anthropic_envelope(r)["message"]
+    assert r.sent is None
+
+
+@pytest.mark.parametrize("header", ["anthropic-beta", "anthropic-version"])
+@pytest.mark.parametrize("value", ["x\u00e9", "a;b", "a" * 2000])
+def test_anthropic_headers_are_checked_before_they_are_forwarded(sec, header, value):
+    r = send(sec, msgs("mock-claude"), path="/v1/messages", headers={header: value})
+    assert r.status == 400, r.body
+    assert header in anthropic_envelope(r)["message"]
+    assert r.sent is None
+
+
 # ---- 2. model names at the edge ----------------------------------------------------------------
 
 BAD_MODELS = ["gemini-x/../../v1beta/cachedContents?", "gemini-x/../gemini-2.5-pro", "mock-gpt\r\nx-evil: 1",

@@ -7,7 +7,7 @@
 
 use crate::backend::Backend;
 use crate::pii::{Redactor, Rehydrator, Scanner, SseRehydrator};
-use crate::providers::Plan;
+use crate::providers::{ClientApi, ClientHints, Plan};
 use crate::{cache, contract, json, openai, usage};
 use serde_json::{json, Value};
 
@@ -49,13 +49,24 @@ fn request_in(ctx: &Ctx, data: &[u8]) {
     let _ = contract::check_model(&text);
     let _ = contract::escape_for_header(&text);
     let _ = json::parse_unique(&text);
+    let hints = ClientHints::default();
     for b in &ctx.backends {
-        let _ = b.plan(data);
+        for api in [
+            ClientApi::OpenAiChat,
+            ClientApi::AnthropicMessages,
+            ClientApi::AnthropicCountTokens,
+        ] {
+            let _ = b.plan_for(api, data, &hints);
+        }
     }
+    let _ = json::replace_top_level_string(&text, "model", "renamed");
     let Ok(mut v) = openai::parse_body(data) else {
         return;
     };
     let _ = openai::validate(&v);
+    let _ = crate::api::anthropic::request::validate(&v);
+    let _ = crate::api::anthropic::request::to_openai(&v, "m");
+    let _ = cache::messages_key("team:t", &v);
     let _ = usage::estimate_prompt_tokens(&v);
     let _ = cache::key("team:t", &v);
     let _ = openai::force_stream_usage(data, &v);
@@ -67,6 +78,10 @@ fn request_in(ctx: &Ctx, data: &[u8]) {
 const REQUEST: &[u8] =
     br#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}],"tools":[{"type":"function","function":{"name":"f","parameters":{"type":"object"}}}]}"#;
 
+/// The same as a Messages request (the Anthropic front).
+const MESSAGES: &[u8] =
+    br#"{"model":"m","stream":true,"max_tokens":9,"messages":[{"role":"user","content":"hi"}],"tools":[{"name":"f","input_schema":{"type":"object"}}]}"#;
+
 /// A provider's answer: read by every translator, JSON and streamed in three pieces, and by
 /// the response-side taps (usage, re-hydration, the cache's assembler).
 pub fn answer(data: &[u8]) {
@@ -76,8 +91,15 @@ pub fn answer(data: &[u8]) {
 fn answer_in(ctx: &Ctx, data: &[u8]) {
     let (a, rest) = data.split_at(data.len() / 3);
     let (b, c) = rest.split_at(rest.len() / 2);
-    for backend in &ctx.backends {
-        let Ok(Plan { response, .. }) = backend.plan(REQUEST) else {
+    let hints = ClientHints::default();
+    let plans = ctx.backends.iter().flat_map(|b| {
+        [
+            b.plan(REQUEST),
+            b.plan_for(ClientApi::AnthropicMessages, MESSAGES, &hints),
+        ]
+    });
+    for plan in plans {
+        let Ok(Plan { response, .. }) = plan else {
             continue;
         };
         let _ = response.translate_json(data, 1);
@@ -90,6 +112,7 @@ fn answer_in(ctx: &Ctx, data: &[u8]) {
     }
     let mut tap = usage::UsageTap::new(true);
     let mut asm = cache::Assembler::new(1 << 20);
+    let mut messages = cache::MessageAssembler::new(1 << 20);
     let mut rehydrate = SseRehydrator::new(Rehydrator::new(&[(
         "[EMAIL_1]".to_string(),
         "a@b.co".to_string(),
@@ -97,7 +120,11 @@ fn answer_in(ctx: &Ctx, data: &[u8]) {
     for piece in [a, b, c] {
         let _ = tap.feed(piece);
         asm.feed(piece);
+        messages.feed(piece);
         let _ = rehydrate.feed(piece);
+    }
+    if let Some(v) = messages.finish(true) {
+        let _ = cache::replay_messages_sse(&v);
     }
     let _ = tap.finish();
     let _ = rehydrate.finish();
@@ -108,6 +135,8 @@ fn answer_in(ctx: &Ctx, data: &[u8]) {
     if let Ok(v) = serde_json::from_slice::<Value>(data) {
         let _ = usage::completion_usage(&v);
         let _ = cache::is_storable(&v, true);
+        let _ = cache::is_storable_message(&v, true);
+        let _ = crate::api::anthropic::answer::message(&v, "m");
     }
     if let Some(s) = &ctx.scanner {
         let _ = crate::pii::scan_output_json(s, data);
@@ -206,6 +235,7 @@ mod tests {
         br#"{"model":"m","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"a"},{"type":"image_url","image_url":{"url":"data:image/png;base64,AAAA"}}]}]}"#,
         br#"{"model":"m","messages":[{"role":"user","content":"x"},{"role":"assistant","content":null,"tool_calls":[{"id":"c__sig__S","type":"function","function":{"name":"f","arguments":"{\"a\":1}"}}]},{"role":"tool","tool_call_id":"c__sig__S","content":"r"}],"tools":[{"type":"function","function":{"name":"f","description":"d","parameters":{"type":"object"}}}],"tool_choice":"required"}"#,
         br#"{"model":"m","messages":[{"role":"user","content":"x"}],"response_format":{"type":"json_schema","json_schema":{"name":"n","schema":{"type":"object"}}},"max_tokens":5,"n":2,"stop":["a"],"reasoning_effort":"low","temperature":0}"#,
+        br#"{"model":"m","max_tokens":2000,"system":[{"type":"text","text":"s","cache_control":{"type":"ephemeral"}}],"thinking":{"type":"enabled","budget_tokens":1024},"output_config":{"effort":"max","format":{"type":"json_schema","schema":{"type":"object"}}},"messages":[{"role":"user","content":[{"type":"text","text":"q"},{"type":"image","source":{"type":"base64","media_type":"image/png","data":"AAAA"}}]},{"role":"assistant","content":[{"type":"thinking","thinking":"t","signature":""},{"type":"tool_use","id":"t1","name":"f","input":{"a":1}}]},{"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","content":"r"}]}],"tools":[{"name":"f","input_schema":{"type":"object"}}],"tool_choice":{"type":"any"}}"#,
     ];
 
     const ANSWERS: &[&[u8]] = &[
