@@ -166,6 +166,14 @@ pub fn write_data(out: &mut Vec<u8>, data: &[u8]) {
     out.extend_from_slice(b"\n\n");
 }
 
+/// Appends one named event (`event: <name>`, then its `data:`), as Anthropic's streams have.
+pub fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
+    out.extend_from_slice(b"event: ");
+    out.extend_from_slice(name.as_bytes());
+    out.push(b'\n');
+    write_data(out, data);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,7 +19,7 @@ struct ChoiceAcc {
 /// finish reason on every choice, no error event.
 #[derive(Debug, Default)]
 pub struct Assembler {
-    parser: SseParser,
+    sse: BoundedSse,
     id: String,
     model: String,
     created: u64,
@@ -27,14 +27,57 @@ pub struct Assembler {
     usage: Option<Usage>,
     done: bool,
     broken: bool,
+}
+
+/// An answer's bytes read as SSE events for an assembler, bounded: past four times the largest
+/// entry, or after a framing error, it yields nothing more and says `broken` (not stored).
+#[derive(Debug, Default)]
+pub(super) struct BoundedSse {
+    parser: SseParser,
     bytes: u64,
     max_bytes: u64,
+    pub(super) broken: bool,
+}
+
+impl BoundedSse {
+    pub(super) fn new(max_entry_bytes: u64) -> Self {
+        BoundedSse {
+            max_bytes: max_entry_bytes,
+            ..Default::default()
+        }
+    }
+
+    pub(super) fn feed(&mut self, chunk: &[u8]) -> Vec<SseEvent> {
+        if self.broken {
+            return Vec::new();
+        }
+        self.bytes += chunk.len() as u64;
+        if self.bytes > self.max_bytes.saturating_mul(4) {
+            // Far bigger than an entry may be: stop assembling.
+            self.broken = true;
+            return Vec::new();
+        }
+        self.parser.feed(chunk).unwrap_or_else(|_| {
+            self.broken = true;
+            Vec::new()
+        })
+    }
+
+    pub(super) fn finish(&mut self) -> Vec<SseEvent> {
+        if self.broken {
+            return Vec::new();
+        }
+        self.parser.finish().unwrap_or_else(|_| {
+            self.broken = true;
+            Vec::new()
+        })
+    }
 }
 
 impl Assembler {
     pub fn new(max_bytes: u64) -> Self {
         Assembler {
-            max_bytes,
+            sse: BoundedSse::new(max_bytes),
             ..Default::default()
         }
     }
@@ -43,16 +86,8 @@ impl Assembler {
         if self.broken {
             return;
         }
-        self.bytes += chunk.len() as u64;
-        if self.bytes > self.max_bytes.saturating_mul(4) {
-            // Far bigger than an entry may be: stop assembling.
-            self.broken = true;
-            return;
-        }
-        match self.parser.feed(chunk) {
-            Ok(evs) => evs.into_iter().for_each(|e| self.event(e)),
-            Err(_) => self.broken = true,
-        }
+        let events = self.sse.feed(chunk);
+        events.into_iter().for_each(|e| self.event(e));
     }
 
     fn event(&mut self, ev: SseEvent) {
@@ -145,10 +180,9 @@ impl Assembler {
 
     /// The complete answer as a chat.completion, if the stream ended cleanly and may be stored.
     pub fn finish(&mut self, store_tool_calls: bool) -> Option<Value> {
-        if let Ok(evs) = self.parser.finish() {
-            evs.into_iter().for_each(|e| self.event(e));
-        }
-        if self.broken || !self.done || self.choices.is_empty() {
+        let events = self.sse.finish();
+        events.into_iter().for_each(|e| self.event(e));
+        if self.broken || self.sse.broken || !self.done || self.choices.is_empty() {
             return None;
         }
         let choices = self

@@ -1,7 +1,8 @@
 //! The cache on the Anthropic Messages front: entries are Anthropic messages, assembled from a
 //! JSON answer or an event stream, replayed as either. Keys live apart from chat completions'.
 
-use crate::sse::{SseEvent, SseParser};
+use super::assemble::BoundedSse;
+use crate::sse::SseEvent;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
@@ -37,21 +38,19 @@ pub fn is_storable_message(v: &Value, store_tool_calls: bool) -> bool {
 /// no error.
 #[derive(Debug, Default)]
 pub struct MessageAssembler {
-    parser: SseParser,
+    sse: BoundedSse,
     message: Option<Map<String, Value>>,
     blocks: Vec<Value>,
     /// Tool input JSON text per block, parsed at the end.
     inputs: Vec<String>,
     done: bool,
     broken: bool,
-    bytes: u64,
-    max_bytes: u64,
 }
 
 impl MessageAssembler {
     pub fn new(max_bytes: u64) -> Self {
         MessageAssembler {
-            max_bytes,
+            sse: BoundedSse::new(max_bytes),
             ..Default::default()
         }
     }
@@ -60,15 +59,8 @@ impl MessageAssembler {
         if self.broken {
             return;
         }
-        self.bytes += chunk.len() as u64;
-        if self.bytes > self.max_bytes.saturating_mul(4) {
-            self.broken = true;
-            return;
-        }
-        match self.parser.feed(chunk) {
-            Ok(evs) => evs.into_iter().for_each(|e| self.event(e)),
-            Err(_) => self.broken = true,
-        }
+        let events = self.sse.feed(chunk);
+        events.into_iter().for_each(|e| self.event(e));
     }
 
     fn event(&mut self, ev: SseEvent) {
@@ -149,10 +141,9 @@ impl MessageAssembler {
 
     /// The complete message, if the stream ended cleanly and it may be stored.
     pub fn finish(&mut self, store_tool_calls: bool) -> Option<Value> {
-        if let Ok(evs) = self.parser.finish() {
-            evs.into_iter().for_each(|e| self.event(e));
-        }
-        if self.broken || !self.done {
+        let events = self.sse.finish();
+        events.into_iter().for_each(|e| self.event(e));
+        if self.broken || self.sse.broken || !self.done {
             return None;
         }
         let mut m = self.message.take()?;
@@ -172,11 +163,7 @@ impl MessageAssembler {
 }
 
 fn event(out: &mut Vec<u8>, name: &str, data: &Value) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(b"\ndata: ");
-    out.extend_from_slice(data.to_string().as_bytes());
-    out.extend_from_slice(b"\n\n");
+    crate::sse::write_event(out, name, data.to_string().as_bytes());
 }
 
 /// A stored message as Anthropic's event stream: `message_start` (usage as known at the

@@ -186,23 +186,19 @@ impl SseRehydrator {
         out
     }
 
+    /// What the texts of one choice or block (or all) still hold, taken out.
+    fn take_held(&mut self, index: Option<u64>) -> Vec<((u64, String), String)> {
+        self.texts
+            .iter_mut()
+            .filter(|((i, _), _)| index.is_none_or(|x| x == *i))
+            .map(|(k, t)| (k.clone(), t.finish()))
+            .filter(|(_, held)| !held.is_empty())
+            .collect()
+    }
+
     fn flush_all(&mut self, index: Option<u64>) -> Vec<u8> {
         let mut out = Vec::new();
-        let keys: Vec<(u64, String)> = self
-            .texts
-            .keys()
-            .filter(|(i, _)| index.is_none_or(|x| x == *i))
-            .cloned()
-            .collect();
-        for (i, field) in keys {
-            let held = self
-                .texts
-                .get_mut(&(i, field.clone()))
-                .map(TextStream::finish)
-                .unwrap_or_default();
-            if held.is_empty() {
-                continue;
-            }
+        for ((i, field), held) in self.take_held(index) {
             let delta = if let Some(k) = field.strip_prefix("tool:") {
                 serde_json::json!({"tool_calls": [{"index": k.parse::<u64>().unwrap_or(0), "function": {"arguments": held}}]})
             } else {
@@ -219,7 +215,7 @@ impl SseRehydrator {
     /// delta of its own before its `content_block_stop`. Thinking passes as it is.
     fn anthropic_event(&mut self, name: &str, data: &str, out: &mut Vec<u8>) {
         let Ok(mut v) = serde_json::from_str::<Value>(data) else {
-            write_event(out, name, data.as_bytes());
+            sse::write_event(out, name, data.as_bytes());
             return;
         };
         let index = v.get("index").and_then(Value::as_u64).unwrap_or(0);
@@ -243,27 +239,12 @@ impl SseRehydrator {
             }
             _ => {}
         }
-        write_event(out, name, &serde_json::to_vec(&v).unwrap_or_default());
+        sse::write_event(out, name, &serde_json::to_vec(&v).unwrap_or_default());
     }
 
     fn flush_anthropic(&mut self, index: Option<u64>) -> Vec<u8> {
         let mut out = Vec::new();
-        let keys: Vec<(u64, String)> = self
-            .texts
-            .keys()
-            .filter(|(i, _)| index.is_none_or(|x| x == *i))
-            .cloned()
-            .collect();
-        for key in keys {
-            let held = self
-                .texts
-                .get_mut(&key)
-                .map(TextStream::finish)
-                .unwrap_or_default();
-            if held.is_empty() {
-                continue;
-            }
-            let (i, field) = key;
+        for ((i, field), held) in self.take_held(index) {
             let kind = if field == "text" {
                 "text_delta"
             } else {
@@ -271,7 +252,7 @@ impl SseRehydrator {
             };
             let ev = serde_json::json!({"type": "content_block_delta", "index": i,
                                         "delta": {"type": kind, field: held}});
-            write_event(
+            sse::write_event(
                 &mut out,
                 "content_block_delta",
                 &serde_json::to_vec(&ev).unwrap_or_default(),
@@ -347,13 +328,6 @@ impl SseRehydrator {
         }
         out
     }
-}
-
-fn write_event(out: &mut Vec<u8>, name: &str, data: &[u8]) {
-    out.extend_from_slice(b"event: ");
-    out.extend_from_slice(name.as_bytes());
-    out.push(b'\n');
-    sse::write_data(out, data);
 }
 
 /// Output scanning: PII the model wrote on its own, redacted (`[TYPE]`) in a complete answer.

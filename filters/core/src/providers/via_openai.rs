@@ -31,10 +31,14 @@ pub static GEMINI: ViaOpenAi = ViaOpenAi {
     inner: &gemini::chat::TRANSLATOR,
 };
 
-/// A Messages request body, parsed and checked, with its model name.
-fn messages_request(body: &[u8]) -> Result<(Value, String), GatewayError> {
+/// A Messages (or `count_tokens`) request body, parsed and checked by `check`, with its model
+/// name.
+fn messages_request(
+    body: &[u8],
+    check: fn(&Value) -> Result<(), GatewayError>,
+) -> Result<(Value, String), GatewayError> {
     let v = crate::openai::parse_body(body)?;
-    request::validate(&v)?;
+    check(&v)?;
     let model = v
         .get("model")
         .and_then(Value::as_str)
@@ -50,7 +54,7 @@ impl Translator for ViaOpenAi {
     }
 
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
-        let (v, model) = messages_request(body)?;
+        let (v, model) = messages_request(body, request::validate)?;
         let chat = serde_json::to_vec(&request::to_openai(&v, &model)?)
             .map_err(|e| GatewayError::invalid_request(e.to_string()))?;
         let mut plan = self.inner.request(target, &chat)?;
@@ -98,14 +102,7 @@ impl Translator for Estimate {
     }
 
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
-        let v = crate::openai::parse_body(body)?;
-        request::validate_count_tokens(&v)?;
-        let model = v
-            .get("model")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
-        crate::contract::check_model(&model)?;
+        let (v, model) = messages_request(body, request::validate_count_tokens)?;
         let tokens = crate::usage::estimate_prompt_tokens(&v);
         let answer = json!({"input_tokens": tokens}).to_string().into_bytes();
         Ok(Plan {

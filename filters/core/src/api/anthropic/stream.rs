@@ -49,11 +49,7 @@ impl ChunksToEvents {
     }
 
     fn emit(out: &mut Vec<u8>, kind: &str, data: &Value) {
-        out.extend_from_slice(b"event: ");
-        out.extend_from_slice(kind.as_bytes());
-        out.extend_from_slice(b"\ndata: ");
-        out.extend_from_slice(data.to_string().as_bytes());
-        out.extend_from_slice(b"\n\n");
+        crate::sse::write_event(out, kind, data.to_string().as_bytes());
     }
 
     fn start(&mut self, id: &str, out: &mut Vec<u8>) {

@@ -193,9 +193,8 @@ impl PassStream {
 
 /// Anthropic's `error` event for `e`.
 pub fn error_event(e: &GatewayError) -> Vec<u8> {
-    let mut out = b"event: error\ndata: ".to_vec();
-    out.extend_from_slice(&envelope::body(e));
-    out.extend_from_slice(b"\n\n");
+    let mut out = Vec::new();
+    crate::sse::write_event(&mut out, "error", &envelope::body(e));
     out
 }
 
