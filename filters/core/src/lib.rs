@@ -21,6 +21,7 @@ pub mod backend;
 pub mod cache;
 pub mod contract;
 pub mod error;
+pub mod eventstream;
 pub mod fuzz;
 pub mod json;
 pub mod metadata;
