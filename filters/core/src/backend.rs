@@ -24,9 +24,16 @@ pub fn translator(api: ClientApi, provider: ProviderKind) -> &'static dyn Transl
         (ClientApi::AnthropicMessages, ProviderKind::Openai) => &providers::via_openai::OPENAI,
         (ClientApi::AnthropicMessages, ProviderKind::Azure) => &providers::via_openai::AZURE,
         (ClientApi::AnthropicMessages, ProviderKind::Gemini) => &providers::via_openai::GEMINI,
+        (ClientApi::OpenAiChat, ProviderKind::Bedrock) => &providers::bedrock::converse::TRANSLATOR,
+        (ClientApi::AnthropicMessages, ProviderKind::Bedrock) => {
+            &providers::bedrock::invoke::MESSAGES_ON_BEDROCK
+        }
+        (ClientApi::OpenAiChat, ProviderKind::Vertex) => &providers::vertex::CHAT,
+        (ClientApi::AnthropicMessages, ProviderKind::Vertex) => &providers::vertex::MESSAGES,
         (ClientApi::AnthropicCountTokens, ProviderKind::Anthropic) => {
             &providers::anthropic::messages::COUNT_TOKENS
         }
+        // Bedrock's and Vertex's token counting is per model family: the gateway estimates.
         (ClientApi::AnthropicCountTokens, _) => &providers::via_openai::COUNT_TOKENS,
     }
 }
@@ -222,6 +229,8 @@ mod tests {
             ProviderKind::Azure,
             ProviderKind::Anthropic,
             ProviderKind::Gemini,
+            ProviderKind::Bedrock,
+            ProviderKind::Vertex,
         ] {
             let t = translator(ClientApi::OpenAiChat, p);
             assert_eq!(

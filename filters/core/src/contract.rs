@@ -283,6 +283,10 @@ pub const BASE_PATHS: &[(&str, &str)] = &[
     ("azure", "/openai/deployments"),
     ("anthropic", "/v1"),
     ("gemini", "/v1beta"),
+    // Bedrock's paths start at the host's root (`/model/{id}/converse`).
+    ("bedrock", ""),
+    // Vertex's base is per project and location (the generator writes it).
+    ("vertex", "/v1"),
 ];
 
 /// Request headers that may reach a provider (besides pseudo-headers, what the upstream filter

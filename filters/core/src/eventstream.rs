@@ -103,13 +103,13 @@ pub struct FrameDecoder {
 }
 
 impl FrameDecoder {
-    /// The frames completed by `chunk`. After an error the decoder stays failed.
-    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<Frame>, FrameError> {
+    /// Appends the frames completed by `chunk` to `out`; an error comes after the frames
+    /// before it. After an error the decoder stays failed.
+    pub fn feed(&mut self, chunk: &[u8], out: &mut Vec<Frame>) -> Result<(), FrameError> {
         if self.failed {
-            return Ok(Vec::new());
+            return Ok(());
         }
         self.buf.extend_from_slice(chunk);
-        let mut out = Vec::new();
         let mut at = 0;
         loop {
             match frame_at(&self.buf, at) {
@@ -126,7 +126,7 @@ impl FrameDecoder {
             }
         }
         self.buf.drain(..at);
-        Ok(out)
+        Ok(())
     }
 
     /// The stream ended: bytes of an unfinished frame are an error.
@@ -226,6 +226,48 @@ fn parse_headers(mut b: &[u8]) -> Result<Vec<(String, String)>, FrameError> {
     Ok(out)
 }
 
+/// AWS event-stream frames as named events for `stream::SseStream`: an event frame is named by
+/// its `:event-type`; an exception frame (which arrives inside an HTTP 200) is named
+/// `!exception:<:exception-type>`, an error frame `!error:<:error-code>`. The data is the
+/// payload as UTF-8 (JSON).
+#[derive(Debug, Default)]
+pub struct FrameEvents(FrameDecoder);
+
+/// The event name prefix of exception and error frames.
+pub const EXCEPTION: &str = "!exception:";
+pub const ERROR: &str = "!error:";
+
+fn as_event(f: Frame) -> Result<crate::sse::SseEvent, String> {
+    let name = match f.header(":message-type") {
+        Some("exception") => format!(
+            "{EXCEPTION}{}",
+            f.header(":exception-type").unwrap_or("unknown")
+        ),
+        Some("error") => format!("{ERROR}{}", f.header(":error-code").unwrap_or("unknown")),
+        _ => f.header(":event-type").unwrap_or_default().to_string(),
+    };
+    let data =
+        String::from_utf8(f.payload).map_err(|_| "an event-stream payload that is not UTF-8")?;
+    Ok(crate::sse::SseEvent {
+        event: Some(name),
+        data,
+    })
+}
+
+impl crate::stream::Framing for FrameEvents {
+    fn feed(&mut self, chunk: &[u8], events: &mut Vec<crate::sse::SseEvent>) -> Result<(), String> {
+        let mut frames = Vec::new();
+        let framing = self.0.feed(chunk, &mut frames).map_err(|e| e.to_string());
+        for f in frames {
+            events.push(as_event(f)?);
+        }
+        framing
+    }
+    fn finish(&mut self, _events: &mut Vec<crate::sse::SseEvent>) -> Result<(), String> {
+        self.0.finish().map_err(|e| e.to_string())
+    }
+}
+
 /// Encodes a frame with string headers (the mock provider and the tests write frames with it).
 pub fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
     let mut h = Vec::new();
@@ -301,9 +343,10 @@ mod tests {
         for cut in 0..all.len() {
             for cut2 in cut..all.len() {
                 let mut d = FrameDecoder::default();
-                let mut frames = d.feed(&all[..cut]).unwrap();
-                frames.extend(d.feed(&all[cut..cut2]).unwrap());
-                frames.extend(d.feed(&all[cut2..]).unwrap());
+                let mut frames = Vec::new();
+                d.feed(&all[..cut], &mut frames).unwrap();
+                d.feed(&all[cut..cut2], &mut frames).unwrap();
+                d.feed(&all[cut2..], &mut frames).unwrap();
                 d.finish().unwrap();
                 assert_eq!(frames.len(), 2);
                 assert_eq!(frames[0].header(":event-type"), Some("contentBlockDelta"));
@@ -320,14 +363,16 @@ mod tests {
             bad[i] ^= 0x40;
             let mut d = FrameDecoder::default();
             // The whole frame is there: any flipped bit fails a CRC (or a length) now.
-            assert!(d.feed(&bad).is_err(), "byte {i}");
+            assert!(d.feed(&bad, &mut Vec::new()).is_err(), "byte {i}");
         }
         // A corrupt prelude fails with only its 12 bytes in, not after waiting for 16 MB.
         let mut bad = f.clone();
         bad[1] = 0x7f;
-        assert!(FrameDecoder::default().feed(&bad[..12]).is_err());
+        assert!(FrameDecoder::default()
+            .feed(&bad[..12], &mut Vec::new())
+            .is_err());
         let mut d = FrameDecoder::default();
-        d.feed(&f[..f.len() - 1]).unwrap();
+        d.feed(&f[..f.len() - 1], &mut Vec::new()).unwrap();
         assert_eq!(d.finish(), Err(FrameError::Truncated));
     }
 

@@ -103,7 +103,7 @@ fn answer_in(ctx: &Ctx, data: &[u8]) {
             continue;
         };
         let _ = response.translate_json(data, 1);
-        let _ = response.map_error(429, data, Some("7"));
+        let _ = response.map_error(429, data, Some("7"), Some("ThrottlingException:x"));
         let mut t = response.stream_translator(1);
         for piece in [a, b, c] {
             let _ = t.feed(piece);

@@ -50,44 +50,64 @@ pub trait EventTranslator {
     fn end(&mut self, out: &mut Vec<u8>);
 }
 
-pub struct SseStream<T> {
-    parser: SseParser,
+/// How a provider's stream is cut into events: SSE (the default), or AWS event-stream frames
+/// (`eventstream::FrameEvents`), each frame an event named by its type.
+pub trait Framing: Default {
+    /// Appends the events that `chunk` completes to `events`; an error comes after the events
+    /// completed before it.
+    fn feed(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) -> Result<(), String>;
+    fn finish(&mut self, events: &mut Vec<SseEvent>) -> Result<(), String>;
+}
+
+impl Framing for SseParser {
+    fn feed(&mut self, chunk: &[u8], events: &mut Vec<SseEvent>) -> Result<(), String> {
+        events.extend(SseParser::feed(self, chunk).map_err(|e: SseError| e.to_string())?);
+        Ok(())
+    }
+    fn finish(&mut self, events: &mut Vec<SseEvent>) -> Result<(), String> {
+        events.extend(SseParser::finish(self).map_err(|e: SseError| e.to_string())?);
+        Ok(())
+    }
+}
+
+pub struct SseStream<T, F = SseParser> {
+    parser: F,
     inner: T,
 }
 
-impl<T: EventTranslator> SseStream<T> {
+impl<T: EventTranslator, F: Framing> SseStream<T, F> {
     pub fn new(inner: T) -> Self {
         SseStream {
-            parser: SseParser::default(),
+            parser: F::default(),
             inner,
         }
     }
 
-    fn events(&mut self, events: Result<Vec<SseEvent>, SseError>, out: &mut Vec<u8>) {
+    fn events(&mut self, events: Vec<SseEvent>, framing: Result<(), String>, out: &mut Vec<u8>) {
         let inner = &mut self.inner;
         let result = events
-            .map_err(|e| broken_event(T::PROVIDER, e))
-            .and_then(|evs| {
-                evs.into_iter().try_for_each(|ev| {
-                    if inner.writer().is_closed() {
-                        Ok(())
-                    } else {
-                        inner.event(ev, out)
-                    }
-                })
-            });
+            .into_iter()
+            .try_for_each(|ev| {
+                if inner.writer().is_closed() {
+                    Ok(())
+                } else {
+                    inner.event(ev, out)
+                }
+            })
+            .and(framing.map_err(|e| broken_event(T::PROVIDER, e)));
         if let Err(e) = result {
             self.inner.writer().error(out, &e);
         }
     }
 }
 
-impl<T: EventTranslator> StreamTranslator for SseStream<T> {
+impl<T: EventTranslator, F: Framing> StreamTranslator for SseStream<T, F> {
     fn feed(&mut self, chunk: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         if !self.inner.writer().is_closed() {
-            let evs = self.parser.feed(chunk);
-            self.events(evs, &mut out);
+            let mut evs = Vec::new();
+            let framing = self.parser.feed(chunk, &mut evs);
+            self.events(evs, framing, &mut out);
         }
         out
     }
@@ -95,8 +115,9 @@ impl<T: EventTranslator> StreamTranslator for SseStream<T> {
     fn finish(&mut self) -> Vec<u8> {
         let mut out = Vec::new();
         if !self.inner.writer().is_closed() {
-            let evs = self.parser.finish();
-            self.events(evs, &mut out);
+            let mut evs = Vec::new();
+            let framing = self.parser.finish(&mut evs);
+            self.events(evs, framing, &mut out);
         }
         if !self.inner.writer().is_closed() {
             self.inner.end(&mut out);

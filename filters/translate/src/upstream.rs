@@ -19,8 +19,9 @@ enum Mode {
     None,
     /// A complete JSON answer, translated at end of stream.
     Json,
-    /// An error answer, mapped to the OpenAI envelope at end of stream.
-    Error(u16, Option<String>),
+    /// An error answer (status, `retry-after`, AWS's `x-amzn-errortype`), mapped to the
+    /// client's envelope at end of stream.
+    Error(u16, Option<String>, Option<String>),
     Stream(Box<dyn StreamTranslator>),
 }
 
@@ -212,12 +213,14 @@ impl HttpContext for Upstream {
             .unwrap_or(502);
         if !(200..300).contains(&status) {
             let retry_after = headers.get_str("retry-after").map(str::to_string);
+            let error_type = headers.get_str("x-amzn-errortype").map(str::to_string);
             if end_of_stream {
-                let err = plan.map_error(status, b"", retry_after.as_deref());
+                let err =
+                    plan.map_error(status, b"", retry_after.as_deref(), error_type.as_deref());
                 set_error_headers(self.host, self.api.api(), &err);
                 return Action::Continue;
             }
-            self.mode = Mode::Error(status, retry_after);
+            self.mode = Mode::Error(status, retry_after, error_type);
             self.host.remove_header(resp, "content-length");
             return Action::Pause;
         }
@@ -271,12 +274,17 @@ impl HttpContext for Upstream {
                 }
                 Action::Continue
             }
-            Mode::Error(status, retry_after) => {
+            Mode::Error(status, retry_after, error_type) => {
                 let Some(plan) = &self.plan else {
                     return Action::Continue;
                 };
                 let body = self.host.body(Buffer::HttpResponseBody, 0, body_size);
-                let err = plan.map_error(*status, &body, retry_after.as_deref());
+                let err = plan.map_error(
+                    *status,
+                    &body,
+                    retry_after.as_deref(),
+                    error_type.as_deref(),
+                );
                 let body = set_error_headers(self.host, self.api.api(), &err);
                 self.host
                     .set_body(Buffer::HttpResponseBody, 0, body_size, &body);

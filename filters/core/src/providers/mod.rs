@@ -20,8 +20,10 @@
 //! event-stream frames; it serves the Anthropic front through [`via_openai`] like the others.
 
 pub mod anthropic;
+pub mod bedrock;
 pub mod gemini;
 pub mod openai_compat;
+pub mod vertex;
 pub mod via_openai;
 
 use crate::error::GatewayError;
@@ -40,6 +42,10 @@ pub enum ProviderKind {
     Azure,
     Anthropic,
     Gemini,
+    /// AWS Bedrock: Converse, and InvokeModel for Anthropic's models on the Messages front.
+    Bedrock,
+    /// Google Vertex AI: Gemini and Anthropic's models.
+    Vertex,
 }
 
 impl ProviderKind {
@@ -49,6 +55,8 @@ impl ProviderKind {
             ProviderKind::Azure => "azure",
             ProviderKind::Anthropic => "anthropic",
             ProviderKind::Gemini => "gemini",
+            ProviderKind::Bedrock => "bedrock",
+            ProviderKind::Vertex => "vertex",
         }
     }
 }
@@ -181,6 +189,8 @@ pub struct UpstreamError<'a> {
     pub status: u16,
     pub body: &'a [u8],
     pub retry_after: Option<&'a str>,
+    /// AWS names the error in a header (`x-amzn-ErrorType`).
+    pub error_type: Option<&'a str>,
 }
 
 /// One (client API, backend wire format) pair.
@@ -228,11 +238,18 @@ impl ResponsePlan {
     }
 
     /// Maps a provider's error answer into the gateway's error.
-    pub fn map_error(&self, status: u16, body: &[u8], retry_after: Option<&str>) -> GatewayError {
+    pub fn map_error(
+        &self,
+        status: u16,
+        body: &[u8],
+        retry_after: Option<&str>,
+        error_type: Option<&str>,
+    ) -> GatewayError {
         self.translator.error(UpstreamError {
             status,
             body,
             retry_after,
+            error_type,
         })
     }
 }

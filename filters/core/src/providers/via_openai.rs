@@ -21,6 +21,12 @@ pub struct ViaOpenAi {
     inner: &'static dyn Translator,
 }
 
+impl ViaOpenAi {
+    pub const fn new(inner: &'static dyn Translator) -> Self {
+        ViaOpenAi { inner }
+    }
+}
+
 pub static OPENAI: ViaOpenAi = ViaOpenAi {
     inner: &openai_compat::chat::OPENAI,
 };

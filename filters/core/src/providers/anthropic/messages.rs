@@ -142,6 +142,14 @@ fn has_unsigned_thinking(text: &str) -> bool {
 /// which Anthropic cannot verify), for `model`.
 fn without_unsigned_thinking(text: &str, model: &str) -> Result<Vec<u8>, GatewayError> {
     let mut v = crate::openai::parse_body(text.as_bytes())?;
+    drop_unsigned_thinking(&mut v);
+    if let Some(o) = v.as_object_mut() {
+        o.insert("model".into(), serde_json::Value::String(model.to_string()));
+    }
+    serde_json::to_vec(&v).map_err(|e| GatewayError::invalid_request(e.to_string()))
+}
+
+fn drop_unsigned_thinking(v: &mut serde_json::Value) {
     for m in v
         .get_mut("messages")
         .and_then(serde_json::Value::as_array_mut)
@@ -158,8 +166,37 @@ fn without_unsigned_thinking(text: &str, model: &str) -> Result<Vec<u8>, Gateway
             });
         }
     }
+}
+
+/// A Messages body as a cloud's Anthropic endpoint takes it (Bedrock's InvokeModel, Vertex's
+/// rawPredict): the model is in the path, not the body; `anthropic_version` is the cloud's;
+/// Bedrock wants the betas in the body and no `stream` field (the path says it).
+pub fn for_cloud(
+    body: &[u8],
+    version: &str,
+    keep_stream: bool,
+    betas: Option<&str>,
+) -> Result<Vec<u8>, GatewayError> {
+    let mut v = crate::openai::parse_body(body)?;
+    drop_unsigned_thinking(&mut v);
     if let Some(o) = v.as_object_mut() {
-        o.insert("model".into(), serde_json::Value::String(model.to_string()));
+        o.remove("model");
+        if !keep_stream {
+            o.remove("stream");
+        }
+        o.insert(
+            "anthropic_version".into(),
+            serde_json::Value::String(version.into()),
+        );
+        if let Some(b) = betas {
+            let list: Vec<serde_json::Value> = b
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| serde_json::Value::String(s.to_string()))
+                .collect();
+            o.insert("anthropic_beta".into(), serde_json::Value::Array(list));
+        }
     }
     serde_json::to_vec(&v).map_err(|e| GatewayError::invalid_request(e.to_string()))
 }
