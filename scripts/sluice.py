@@ -48,15 +48,23 @@ PROVIDERS = {
 MOCK_DEFAULT = "127.0.0.1:18080"
 
 
-MOCK_PATHS = {"openai": "/v1", "anthropic": "/v1", "gemini": "/v1beta"}
+MOCK_PATHS = {"openai": "/v1", "anthropic": "/v1", "gemini": "/v1beta", "bedrock": "", "vertex": ""}
+MOCK_AWS_CREDENTIALS = ROOT / "envoy/secrets/mock-aws-credentials"
 
 
 def mock_backend(provider: str, port: int, **extra) -> dict:
-    """A spec backend for the mock provider speaking `provider`, with its stub key."""
-    return {"provider": provider, "url": f"http://127.0.0.1:{port}{MOCK_PATHS[provider]}",
-            "secret": str(ROOT / f"envoy/secrets/mock-{provider}.yaml"),
-            # The mock's test controls (x-mock-status, x-mock-tag...) pass the header allow-list.
-            "forward_headers": ["x-mock-*"], "return_headers": ["x-mock-*"], **extra}
+    """A spec backend for the mock provider speaking `provider`, with its stub key (Bedrock:
+    the mock's AWS credentials file, which Envoy's signer reads; Vertex: its access token)."""
+    b = {"provider": provider, "url": f"http://127.0.0.1:{port}{MOCK_PATHS[provider]}",
+         # The mock's test controls (x-mock-status, x-mock-tag...) pass the header allow-list.
+         "forward_headers": ["x-mock-*"], "return_headers": ["x-mock-*"]}
+    if provider == "bedrock":
+        b["credentials"] = {"source": "file", "file": str(MOCK_AWS_CREDENTIALS)}
+    else:
+        b["secret"] = str(ROOT / f"envoy/secrets/mock-{provider}.yaml")
+    if provider == "vertex":
+        b["project"] = "sluice-mock"
+    return {**b, **extra}
 
 
 def mock_spec(port: int, **extra) -> dict:
@@ -96,6 +104,8 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
     for name, b in spec["backends"].items():
         if b.get("secret"):
             b["secret"] = str(ROOT / b["secret"])
+        if (b.get("credentials") or {}).get("file"):
+            b["credentials"] = {**b["credentials"], "file": str(ROOT / b["credentials"]["file"])}
         if name.startswith("mock-"):
             b["url"] = b["url"].replace(MOCK_DEFAULT, f"127.0.0.1:{mock_port}")
     # Extra headers every backend passes on (comma-separated names or globs), e.g. a private
@@ -126,7 +136,39 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
         if name == "openai" and (u.hostname.endswith(".azure.com") or "/openai/deployments" in u.path):
             # Azure OpenAI: deployment path, api-version query, api-key header.
             b.update(provider="azure", name="azure", api_version=env.get("OPENAI_API_VERSION", "2024-10-21"))
+    # Bedrock: signed by Envoy with the AWS credentials of its environment (Envoy's default
+    # chain reads AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN).
+    b = spec["backends"].get("bedrock")
+    if b is not None:
+        if env.get("AWS_ACCESS_KEY_ID", "").strip() and env.get("AWS_SECRET_ACCESS_KEY", "").strip():
+            b["region"] = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
+            b["credentials"] = {"source": "default"}
+            if env.get("BEDROCK_BASE_URL"):
+                b["url"] = env["BEDROCK_BASE_URL"]
+        else:
+            drop_backend(spec, "bedrock")
+    # Vertex: an OAuth2 access token (a refresher would rewrite the secret file; Envoy reloads it).
+    b = spec["backends"].get("vertex")
+    if b is not None:
+        token, project = env.get("VERTEX_ACCESS_TOKEN", "").strip(), env.get("VERTEX_PROJECT", "").strip()
+        if token and project:
+            secret = run_dir / "secrets" / "vertex.yaml"
+            write_secret(secret, token)
+            b.update(secret=str(secret), project=project, location=env.get("VERTEX_LOCATION") or "us-central1")
+            if env.get("VERTEX_BASE_URL"):
+                b["url"] = env["VERTEX_BASE_URL"]
+        else:
+            drop_backend(spec, "vertex")
     return spec
+
+
+def drop_backend(spec: dict, name: str) -> None:
+    """Removes a backend and every model that would route to it."""
+    del spec["backends"][name]
+    for model, m in list(spec["models"].items()):
+        members = m.get("chain") or list((m.get("split") or {}).keys())
+        if any(str(e).partition(":")[0] == name for e in members):
+            del spec["models"][model]
 
 
 def render(*, port: int, admin_port: int, mock_port: int, run_dir: Path, env: dict | None = None) -> dict:

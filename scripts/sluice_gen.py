@@ -58,6 +58,10 @@ AUTH = {  # provider -> (header, value prefix) the credential injector writes
     "azure": ("api-key", ""),
     "anthropic": ("x-api-key", ""),
     "gemini": ("x-goog-api-key", ""),
+    # An OAuth2 access token from an SDS secret that the operator's refresher rewrites.
+    "vertex": ("authorization", "Bearer "),
+    # Signed by Envoy's aws_request_signing (SigV4), not injected: see _signer.
+    "bedrock": None,
 }
 BASE_PATHS = CONTRACT["base_paths"]
 
@@ -67,7 +71,8 @@ QUOTA_KEYS = {"endpoints", "failure_mode", "timeout_ms", "local_share", "reserva
 QUOTA_CLUSTER = "sluice-quota"
 BACKEND_KEYS = {"provider", "url", "secret", "endpoints", "name", "api_version", "max_tokens_default",
                 "outlier_detection", "max_requests", "connect_timeout", "forward_headers",
-                "return_headers"}
+                "return_headers", "region", "credentials", "project", "location", "strip_model_prefix"}
+CREDENTIAL_KEYS = {"source", "file", "profile", "role_arn", "token_file", "session_name"}
 ENDPOINT_KEYS = {"url", "secret", "weight"}
 MODEL_KEYS = {"chain", "split", "retries"}
 TIMEOUT_KEYS = {"request", "idle", "per_try", "per_try_idle"}
@@ -257,15 +262,52 @@ def _injector(provider: str, secret_path: str) -> dict:
             "credential": {"name": "envoy.http.injected_credentials.generic", "typed_config": generic}}
 
 
-def _upstream_filters(credentials: dict[str, tuple[str, str]], wasm: str, runtime: str) -> list:
+def _signer(region: str, credentials: dict) -> dict:
+    """Envoy's SigV4 signer for Bedrock: it signs the rewritten path and body of each attempt
+    (use_unsigned_payload: false) and only content-type besides what SigV4 requires (host,
+    x-amz-date, x-amz-content-sha256, x-amz-security-token): a header removed after it (the
+    credential selector) cannot break the signature. The credentials come from Envoy's own
+    providers, never from a wasm configuration."""
+    cfg = {"@type": "type.googleapis.com/envoy.extensions.filters.http.aws_request_signing.v3.AwsRequestSigning",
+           "service_name": "bedrock", "region": region, "use_unsigned_payload": False,
+           "match_included_headers": [{"exact": "content-type"}]}
+    source = credentials.get("source", "default")
+    if source == "file":
+        provider = {"credentials_data_source": {"filename": credentials["file"]}}
+        if "profile" in credentials:
+            provider["profile"] = credentials["profile"]
+        # Only this file: not Envoy's default chain (which would also ask instance metadata).
+        cfg["credential_provider"] = {"credentials_file_provider": provider,
+                                      "custom_credential_provider_chain": True}
+    elif source == "web_identity":
+        cfg["credential_provider"] = {"assume_role_with_web_identity_provider": {
+            "role_arn": credentials["role_arn"],
+            "web_identity_token_data_source": {"filename": credentials["token_file"]},
+            "role_session_name": credentials.get("session_name", "sluice")},
+            "custom_credential_provider_chain": True}
+    # "default": Envoy's chain (environment, credentials file, web identity from the
+    # environment as IRSA sets it, then instance or task metadata).
+    return cfg
+
+
+def _credential_filter(spec) -> dict:
+    """The filter that adds one attempt's credential: an injector of an SDS secret, or the
+    SigV4 signer."""
+    if spec[0] == "sigv4":
+        return _signer(spec[1], spec[2])
+    provider, path = spec
+    return _injector(provider, path)
+
+
+def _upstream_filters(credentials: dict[str, tuple], wasm: str, runtime: str) -> list:
     """translate (upstream role) -> the credential this attempt's host names -> codec."""
     filters = [_wasm_filter("sluice.translate.upstream", "sluice-translate-upstream", {"role": "upstream"},
                             wasm, runtime)]
     if credentials:
         actions = {cid: {"action": {"name": f"credential-{cid}", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.composite.v3.ExecuteFilterAction",
-            "typed_config": {"name": f"credential-{cid}", "typed_config": _injector(provider, path)}}}}
-            for cid, (provider, path) in sorted(credentials.items())}
+            "typed_config": {"name": f"credential-{cid}", "typed_config": _credential_filter(spec)}}}}
+            for cid, spec in sorted(credentials.items())}
         filters.append({"name": "sluice.credentials", "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.common.matching.v3.ExtensionWithMatcher",
             "extension_config": {"name": "envoy.filters.http.composite", "typed_config": {
@@ -342,6 +384,7 @@ class Generator:
             provider = b.get("provider")
             if provider not in AUTH:
                 raise SpecError(f"{where}.provider: expected one of {', '.join(AUTH)}, got {provider!r}")
+            b = self._cloud_defaults(b, where)
             if ("url" in b) == ("endpoints" in b):
                 raise SpecError(f"{where}: give either 'url' or 'endpoints'")
             eps = b["endpoints"] if "endpoints" in b else [{"url": b["url"]}]
@@ -356,10 +399,14 @@ class Generator:
                 tls = u.scheme == "https"
                 port = u.port or (443 if tls else 80)
                 secret = e.get("secret", b.get("secret"))
+                base_path = u.path.rstrip("/") or BASE_PATHS[provider]
+                if provider == "vertex":
+                    base_path = (f"{u.path.rstrip('/')}/v1/projects/{b['project']}/locations/{b['location']}"
+                                 "/publishers")
                 endpoints.append({
                     "host": u.hostname, "port": port, "tls": tls,
                     "authority": u.hostname if port == (443 if tls else 80) else f"{u.hostname}:{port}",
-                    "base_path": u.path.rstrip("/") or BASE_PATHS[provider],
+                    "base_path": base_path,
                     "secret": str(secret) if secret else None,
                     "weight": int(e.get("weight", 1)),
                 })
@@ -367,6 +414,42 @@ class Generator:
                 raise SpecError(f"{where}: endpoints must all be https or all be http")
             out[name] = {**b, "endpoints": endpoints, "models": {}, "cluster": f"backend-{slug(name)}"}
         return out
+
+    @staticmethod
+    def _cloud_defaults(b: dict, where: str) -> dict:
+        """Bedrock and Vertex: region, project, location and credentials checked, the public
+        endpoint as the default URL."""
+        b = {**b, "credentials": dict(b["credentials"])} if isinstance(b.get("credentials"), dict) else dict(b)
+        provider = b.get("provider")
+        if provider == "bedrock":
+            region = b.setdefault("region", "us-east-1")
+            if not re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", str(region)):
+                raise SpecError(f"{where}.region: expected an AWS region such as us-east-1, got {region!r}")
+            if "secret" in b:
+                raise SpecError(f"{where}.secret: Bedrock requests are signed by Envoy; give 'credentials'")
+            creds = b.setdefault("credentials", {"source": "default"})
+            _check_keys(creds, CREDENTIAL_KEYS, f"{where}.credentials")
+            source = creds.setdefault("source", "default")
+            need = {"default": [], "file": ["file"], "web_identity": ["role_arn", "token_file"]}.get(source)
+            if need is None:
+                raise SpecError(f"{where}.credentials.source: expected default, file or web_identity, got {source!r}")
+            for k in need:
+                if k not in creds:
+                    raise SpecError(f"{where}.credentials.{k}: required for source {source}")
+            if "url" not in b and "endpoints" not in b:
+                b["url"] = f"https://bedrock-runtime.{region}.amazonaws.com"
+        elif provider == "vertex":
+            if not re.fullmatch(r"[a-z][a-z0-9-]{4,61}[a-z0-9]", str(b.get("project", ""))):
+                raise SpecError(f"{where}.project: expected a Google Cloud project id, got {b.get('project')!r}")
+            location = b.setdefault("location", "us-central1")
+            if not re.fullmatch(r"[a-z]+(-[a-z]+\d*)?", str(location)):
+                raise SpecError(f"{where}.location: expected a Vertex location such as us-central1, got {location!r}")
+            if "url" not in b and "endpoints" not in b:
+                host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+                b["url"] = f"https://{host}"
+        elif any(k in b for k in ("region", "credentials", "project", "location")):
+            raise SpecError(f"{where}: region, credentials, project and location are for bedrock and vertex backends")
+        return b
 
     def _target(self, entry: str, model: str, where: str) -> tuple[str, str | None]:
         backend, _, target = str(entry).partition(":")
@@ -412,12 +495,17 @@ class Generator:
         for name in backends:
             b = self.backends[name]
             for e in b["endpoints"]:
-                if e["secret"]:
-                    creds[self._credential_id(name, e)] = (b["provider"], e["secret"])
+                cid = self._credential_id(name, e)
+                if b["provider"] == "bedrock":
+                    creds[cid] = ("sigv4", b["region"], b["credentials"])
+                elif e["secret"]:
+                    creds[cid] = (b["provider"], e["secret"])
         return creds
 
-    def _credential_id(self, name: str, endpoint: dict) -> str:
-        return f"{slug(name)}.{_secret_name(endpoint['secret'])}"
+    def _credential_id(self, name: str, endpoint: dict) -> str | None:
+        if self.backends[name]["provider"] == "bedrock":
+            return f"{slug(name)}.sigv4"
+        return f"{slug(name)}.{_secret_name(endpoint['secret'])}" if endpoint["secret"] else None
 
     def _backend_cluster(self, name: str) -> dict:
         b = self.backends[name]
@@ -429,11 +517,13 @@ class Generator:
                   "authority": e["authority"]}
             if b["models"]:
                 md["models"] = dict(sorted(b["models"].items()))
-            for k in ("api_version", "max_tokens_default", "forward_headers", "return_headers"):
+            for k in ("api_version", "max_tokens_default", "forward_headers", "return_headers",
+                      "strip_model_prefix"):
                 if k in b:
                     md[k] = b[k]
-            if e["secret"]:
-                md["credential"] = self._credential_id(name, e)
+            cid = self._credential_id(name, e)
+            if cid:
+                md["credential"] = cid
             lb_endpoints.append({
                 "endpoint": {"address": {"socket_address": {"address": e["host"], "port_value": e["port"]}}},
                 "load_balancing_weight": e["weight"],

@@ -75,6 +75,10 @@ pub struct Backend {
     /// (names or globs).
     #[serde(default)]
     pub return_headers: Vec<String>,
+    /// Removed from a client model name that `models` does not map (`vertex/` serves
+    /// `vertex/gemini-2.5-pro` as `gemini-2.5-pro`).
+    #[serde(default)]
+    pub strip_model_prefix: Option<String>,
     /// `models`, ranked (built by `from_json`).
     #[serde(skip)]
     model_map: Ranked<String>,
@@ -144,6 +148,7 @@ impl Backend {
     pub fn target<'a>(&'a self, client: &'a ClientHints) -> Target<'a> {
         Target {
             client,
+            strip_prefix: self.strip_model_prefix.as_deref(),
             base_path: &self.resolved_base_path,
             models: &self.model_map,
             api_version: self.api_version.as_deref(),

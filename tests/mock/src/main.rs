@@ -42,6 +42,8 @@ pub struct Keys {
     pub azure: String,
     pub anthropic: String,
     pub gemini: String,
+    /// Vertex's OAuth2 access token (Bedrock's credentials are fixed: providers/aws.rs).
+    pub vertex: String,
 }
 
 pub struct State {
@@ -75,6 +77,7 @@ fn main() {
             azure: key("--azure-key", "mock-azure-key"),
             anthropic: key("--anthropic-key", "mock-anthropic-key"),
             gemini: key("--gemini-key", "mock-gemini-key"),
+            vertex: key("--vertex-token", "mock-vertex-token"),
         },
         seen: Mutex::new(HashMap::new()),
         name: arg(&args, "--name").unwrap_or_else(|| "mock".into()),

@@ -106,6 +106,8 @@ pub struct Target<'a> {
     pub max_tokens_default: Option<u64>,
     /// What the client sent that a translator may pass on (validated at the edge).
     pub client: &'a ClientHints,
+    /// Removed from a client model name the host does not map (`Backend::strip_model_prefix`).
+    pub strip_prefix: Option<&'a str>,
 }
 
 /// Request headers of the client that a translator may pass on, validated by the route role
@@ -122,7 +124,12 @@ impl Target<'_> {
         self.models
             .get(client_model)
             .map(String::as_str)
-            .unwrap_or(client_model)
+            .unwrap_or_else(|| {
+                self.strip_prefix
+                    .and_then(|p| client_model.strip_prefix(p))
+                    .filter(|m| !m.is_empty())
+                    .unwrap_or(client_model)
+            })
     }
 }
 

@@ -2,10 +2,13 @@
 //! provider's validation and answers in its own file.
 
 mod anthropic;
+mod aws;
+mod bedrock;
 mod gemini;
 mod openai;
 
 use anthropic::*;
+use bedrock::*;
 use gemini::*;
 use openai::*;
 
@@ -22,6 +25,25 @@ enum Provider {
     Azure,
     Anthropic,
     Gemini,
+    /// Bedrock Converse / ConverseStream.
+    Bedrock,
+    /// Bedrock InvokeModel with Anthropic's body.
+    BedrockInvoke,
+    /// Vertex AI, publisher google (Gemini's body).
+    Vertex,
+    /// Vertex AI, publisher anthropic (rawPredict).
+    VertexAnthropic,
+}
+
+impl Provider {
+    /// The wire format of the body and the answer.
+    fn format(self) -> Provider {
+        match self {
+            Provider::BedrockInvoke | Provider::VertexAnthropic => Provider::Anthropic,
+            Provider::Vertex => Provider::Gemini,
+            p => p,
+        }
+    }
 }
 
 const CREATED: u64 = 1_700_000_000;
@@ -95,7 +117,24 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             };
         }
     }
-    let provider = if req.path.starts_with("/openai/deployments/")
+    let provider = if req.path.starts_with("/model/")
+        && (req.path.ends_with("/converse") || req.path.ends_with("/converse-stream"))
+    {
+        Provider::Bedrock
+    } else if req.path.starts_with("/model/")
+        && (req.path.ends_with("/invoke") || req.path.ends_with("/invoke-with-response-stream"))
+    {
+        Provider::BedrockInvoke
+    } else if req.path.starts_with("/v1/projects/")
+        && req.path.contains("/publishers/google/models/")
+    {
+        Provider::Vertex
+    } else if req.path.starts_with("/v1/projects/")
+        && req.path.contains("/publishers/anthropic/models/")
+        && (req.path.ends_with(":rawPredict") || req.path.ends_with(":streamRawPredict"))
+    {
+        Provider::VertexAnthropic
+    } else if req.path.starts_with("/openai/deployments/")
         && req.path.ends_with("/chat/completions")
     {
         Provider::Azure
@@ -133,6 +172,8 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         Provider::Azure => "azure",
         Provider::Anthropic => "anthropic",
         Provider::Gemini => "gemini",
+        Provider::Bedrock | Provider::BedrockInvoke => "bedrock",
+        Provider::Vertex | Provider::VertexAnthropic => "vertex",
     };
     // Faults apply to every provider and instance, or only to those `x-mock-target` names.
     let targeted = req.header("x-mock-target").is_none_or(|t| {
@@ -170,10 +211,18 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         )?;
         return Ok(After::KeepAlive);
     }
+    let path_model = path_model(provider, req);
     let checked = match provider {
         Provider::OpenAi | Provider::Azure => validate_openai(&body),
         Provider::Anthropic => validate_anthropic(&body),
-        Provider::Gemini => validate_gemini(&body, req),
+        Provider::Gemini | Provider::Vertex => validate_gemini(&body, req),
+        Provider::Bedrock => validate_converse(&body),
+        Provider::BedrockInvoke => {
+            validate_cloud_anthropic(&body, "bedrock-2023-05-31", &path_model, false)
+        }
+        Provider::VertexAnthropic => {
+            validate_cloud_anthropic(&body, "vertex-2023-10-16", &path_model, true)
+        }
     };
     if let Err(msg) = checked {
         return error(w, provider, 400, &msg, None);
@@ -223,10 +272,11 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     }
     let reply = decide(provider, &body, req);
     if !reply.stream {
-        let v = match provider {
+        let v = match provider.format() {
             Provider::OpenAi | Provider::Azure => openai_json(&reply),
             Provider::Anthropic => anthropic_json(&reply),
-            Provider::Gemini => gemini_json(&reply),
+            Provider::Bedrock => converse_json(&reply),
+            _ => gemini_json(&reply),
         };
         let mut body = v.to_string().into_bytes();
         if let Some(seed) = mutation_seed(fault, req) {
@@ -240,10 +290,18 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         )?;
         return Ok(After::KeepAlive);
     }
-    let mut events = match provider {
-        Provider::OpenAi | Provider::Azure => openai_sse(&reply),
-        Provider::Anthropic => anthropic_sse(&reply),
-        Provider::Gemini => gemini_sse(&reply),
+    let framed = matches!(provider, Provider::Bedrock | Provider::BedrockInvoke);
+    let mut events: Vec<Vec<u8>> = match provider {
+        Provider::Bedrock => converse_frames(&reply),
+        Provider::BedrockInvoke => invoke_frames(&reply),
+        _ => match provider.format() {
+            Provider::OpenAi | Provider::Azure => openai_sse(&reply),
+            Provider::Anthropic => anthropic_sse(&reply),
+            _ => gemini_sse(&reply),
+        }
+        .into_iter()
+        .map(String::into_bytes)
+        .collect(),
     };
     let half = events.len() / 2;
     let mut after = After::KeepAlive;
@@ -253,26 +311,43 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
             after = After::Reset;
         }
         "truncate" => events.truncate(half.max(1)),
-        "bad-event" => events.insert(half, "data: {\"broken\n\n".into()),
+        "bad-event" if framed => {
+            // A frame whose message CRC does not match.
+            let mut bad = aws::event(
+                "contentBlockDelta",
+                json!({"contentBlockIndex": 0, "delta": {"text": "x"}}),
+            );
+            let n = bad.len();
+            bad[n - 1] ^= 0xff;
+            events.insert(half, bad);
+        }
+        "bad-event" => events.insert(half, b"data: {\"broken\n\n".to_vec()),
         "stream-error" => {
             events.truncate(half.max(1));
-            events.push(match provider {
-                Provider::Anthropic => "event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n".into(),
-                Provider::Gemini => "data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\r\n\r\n".into(),
-                _ => "data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n".into(),
+            events.push(match provider.format() {
+                Provider::Bedrock => aws::exception("throttlingException", "Too many requests, please wait before trying again."),
+                _ if framed => aws::exception("modelStreamErrorException", "The model stream failed."),
+                Provider::Anthropic => b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\",\"message\":\"Overloaded\"}}\n\n".to_vec(),
+                Provider::Gemini => b"data: {\"error\":{\"code\":503,\"message\":\"The model is overloaded.\",\"status\":\"UNAVAILABLE\"}}\r\n\r\n".to_vec(),
+                _ => b"data: {\"error\":{\"message\":\"The server had an error while processing your request.\",\"type\":\"server_error\",\"param\":null,\"code\":null}}\n\n".to_vec(),
             });
         }
         _ => {}
     }
-    let mut bytes: Vec<u8> = events.concat().into_bytes();
+    let mut bytes: Vec<u8> = events.concat();
     if let Some(seed) = mutation_seed(fault, req) {
         bytes = mutate(&bytes, seed);
     }
+    let ctype = if framed {
+        "application/vnd.amazon.eventstream"
+    } else {
+        "text/event-stream"
+    };
     let mut out = Chunked::start(
         w,
         200,
         &[
-            ("content-type", "text/event-stream".into()),
+            ("content-type", ctype.into()),
             ("cache-control", "no-cache".into()),
         ],
     )?;
@@ -292,6 +367,11 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
                 out.send(head)?;
                 std::thread::sleep(Duration::from_micros(300));
                 rest = tail;
+            }
+        }
+        None if framed => {
+            for e in &events {
+                out.send(e)?;
             }
         }
         None => {
@@ -401,12 +481,19 @@ fn check_auth(p: Provider, req: &Request, state: &State) -> Result<(), (u16, Str
         Provider::Azure => ("api-key", k.azure.clone()),
         Provider::Anthropic => ("x-api-key", k.anthropic.clone()),
         Provider::Gemini => ("x-goog-api-key", k.gemini.clone()),
+        Provider::Vertex | Provider::VertexAnthropic => {
+            ("authorization", format!("Bearer {}", k.vertex))
+        }
+        Provider::Bedrock | Provider::BedrockInvoke => ("authorization", String::new()),
     };
     // Another provider's credential must never arrive here either.
     for other in ["authorization", "api-key", "x-api-key", "x-goog-api-key"] {
         if other != header && req.header(other).is_some() {
             return Err((400, format!("unexpected credential header '{other}'")));
         }
+    }
+    if matches!(p, Provider::Bedrock | Provider::BedrockInvoke) {
+        return aws::verify(req, "bedrock").map_err(|e| (403, format!("The request signature we calculated does not match the signature you provided ({e}).")));
     }
     match req.header(header) {
         Some(v) if v == want => Ok(()),
@@ -422,7 +509,27 @@ fn error(
     msg: &str,
     retry: Option<String>,
 ) -> io::Result<After> {
-    let body = match p {
+    if matches!(p, Provider::Bedrock | Provider::BedrockInvoke) {
+        let kind = error_type(status);
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            (
+                "x-amzn-errortype",
+                format!("{kind}:http://internal.amazon.com/coral/com.amazon.bedrock/"),
+            ),
+        ];
+        if let (429 | 503, Some(r)) = (status, retry) {
+            headers.push(("retry-after", r));
+        }
+        http::write_full(
+            w,
+            status,
+            &headers,
+            json!({"message": msg}).to_string().as_bytes(),
+        )?;
+        return Ok(After::KeepAlive);
+    }
+    let body = match p.format() {
         Provider::OpenAi | Provider::Azure => {
             let (kind, code) = match status {
                 401 => ("invalid_request_error", json!("invalid_api_key")),
@@ -444,7 +551,7 @@ fn error(
             };
             json!({"type": "error", "error": {"type": kind, "message": msg}})
         }
-        Provider::Gemini => {
+        _ => {
             let st = match status {
                 400 => "INVALID_ARGUMENT",
                 401 => "UNAUTHENTICATED",
@@ -465,7 +572,7 @@ fn error(
     if let Some(r) = retry {
         if status == 429 || status == 503 || status == 529 {
             // Gemini puts the delay in the body only.
-            if p != Provider::Gemini {
+            if p.format() != Provider::Gemini {
                 headers.push(("retry-after", r));
             }
         }
@@ -588,7 +695,85 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
             _ => vec![],
         }
     };
-    match p {
+    match p.format() {
+        Provider::Bedrock => {
+            let msgs = b
+                .get("messages")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            last_text = msgs
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .map(|m| {
+                    m["content"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|c| {
+                            c.get("text")
+                                .and_then(Value::as_str)
+                                .map(str::to_string)
+                                .unwrap_or_else(|| {
+                                    c.pointer("/toolResult/content")
+                                        .and_then(Value::as_array)
+                                        .into_iter()
+                                        .flatten()
+                                        .map(|r| {
+                                            r.get("text")
+                                                .and_then(Value::as_str)
+                                                .map(str::to_string)
+                                                .unwrap_or_else(|| {
+                                                    r.get("json")
+                                                        .map(Value::to_string)
+                                                        .unwrap_or_default()
+                                                })
+                                        })
+                                        .collect::<Vec<_>>()
+                                        .join(" ")
+                                })
+                        })
+                        .filter(|t| !t.is_empty())
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+                .unwrap_or_default();
+            let tools = b
+                .pointer("/toolConfig/tools")
+                .and_then(Value::as_array)
+                .unwrap_or(&empty);
+            let choice = b.pointer("/toolConfig/toolChoice");
+            let pick = if choice.and_then(|c| c.get("any")).is_some() {
+                tools
+                    .first()
+                    .and_then(|t| t.pointer("/toolSpec/name"))
+                    .and_then(Value::as_str)
+            } else {
+                choice
+                    .and_then(|c| c.pointer("/tool/name"))
+                    .and_then(Value::as_str)
+            };
+            tool = pick.map(|name| {
+                let schema = tools
+                    .iter()
+                    .find(|t| t.pointer("/toolSpec/name").and_then(Value::as_str) == Some(name))
+                    .and_then(|t| t.pointer("/toolSpec/inputSchema/json"))
+                    .cloned()
+                    .unwrap_or(json!({}));
+                (name.to_string(), fill_echo(&schema, &last_text))
+            });
+            thinking = b
+                .pointer("/additionalModelRequestFields/thinking/type")
+                .and_then(Value::as_str)
+                == Some("enabled");
+            n = 1;
+            stream = req.path.ends_with("/converse-stream");
+            include_usage = true;
+            stops = strings(b.pointer("/inferenceConfig/stopSequences"));
+            max = b
+                .pointer("/inferenceConfig/maxTokens")
+                .and_then(Value::as_u64);
+        }
         Provider::OpenAi | Provider::Azure => {
             let msgs = b
                 .get("messages")
@@ -673,7 +858,7 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
             stops = strings(b.get("stop_sequences"));
             max = b.get("max_tokens").and_then(Value::as_u64);
         }
-        Provider::Gemini => {
+        _ => {
             let contents = b
                 .get("contents")
                 .and_then(Value::as_array)
@@ -734,7 +919,12 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
         }
     }
     // JSON modes: answer an object that fits the schema, as a model constrained to it would.
-    let json_mode: Option<Value> = match p {
+    let stream = if p == Provider::BedrockInvoke {
+        req.path.ends_with("-with-response-stream")
+    } else {
+        stream
+    };
+    let json_mode: Option<Value> = match p.format() {
         Provider::OpenAi | Provider::Azure => {
             match b.pointer("/response_format/type").and_then(Value::as_str) {
                 Some("json_schema") => Some(
@@ -756,7 +946,8 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
                 .cloned()
                 .unwrap_or(Value::Null)
         }),
-        Provider::Anthropic => None,
+        Provider::Anthropic | Provider::Bedrock => None,
+        _ => None,
     };
     let mut text = match json_mode {
         Some(Value::Null) => json!({"echo": last_text}).to_string(),
@@ -788,6 +979,10 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
         }
     }
     let model = match p {
+        Provider::Bedrock
+        | Provider::BedrockInvoke
+        | Provider::Vertex
+        | Provider::VertexAnthropic => path_model(p, req),
         Provider::Gemini => req
             .path
             .split("/models/")
@@ -816,6 +1011,24 @@ fn decide(p: Provider, map: &Map<String, Value>, req: &Request) -> Reply {
             .unwrap_or(0),
         finish,
     }
+}
+
+/// The model a cloud's path names (Bedrock `/model/{id}/...`, Vertex `.../models/{m}:...`).
+fn path_model(p: Provider, req: &Request) -> String {
+    let raw = match p {
+        Provider::Bedrock | Provider::BedrockInvoke => req
+            .path
+            .strip_prefix("/model/")
+            .and_then(|r| r.split('/').next())
+            .unwrap_or_default(),
+        _ => req
+            .path
+            .rsplit("/models/")
+            .next()
+            .and_then(|r| r.split(':').next())
+            .unwrap_or_default(),
+    };
+    aws::unescape(raw)
 }
 
 /// The reply text in stream pieces: one word (with its space) per piece.

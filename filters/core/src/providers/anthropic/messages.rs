@@ -267,6 +267,7 @@ mod tests {
             api_version: None,
             max_tokens_default: None,
             client,
+            strip_prefix: None,
         }
     }
 

@@ -381,13 +381,15 @@ pub fn request(req: &ChatRequest, model: &str) -> Result<(Value, Option<String>)
             "minimal" | "low" => 1024,
             "medium" => 4096,
             "high" => 16384,
-            other => return Err(bad(
-                "reasoning_effort",
-                format!(
+            other => {
+                return Err(bad(
+                    "reasoning_effort",
+                    format!(
                     "'reasoning_effort' must be one of none, minimal, low, medium, high; got '{}'",
                     crate::contract::escape_for_header(other)
                 ),
-            )),
+                ))
+            }
         };
         extra.insert(
             "thinking".into(),
