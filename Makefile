@@ -106,6 +106,7 @@ bench: build redis
 	$(PY) bench/pii.py
 	$(PY) bench/phones.py
 	$(PY) bench/fleet.py
+	$(PY) bench/eventstream.py
 
 # Optional, heavier: the same load against LiteLLM proxy (PyPI) and Portkey gateway (npm),
 # installed into .venv-peers and .peers (pinned), side by side with bare Envoy and Sluice.
