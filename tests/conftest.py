@@ -119,3 +119,5 @@ def assemble(events):
 
 
 MODELS = ["mock-gpt", "mock-claude", "mock-gemini"]
+# What `make run` lists with no keys: the three formats above, then the mock as Bedrock and Vertex.
+LISTED = MODELS + ["mock-nova", "mock-bedrock-claude", "mock-vertex-gemini", "mock-vertex-claude"]

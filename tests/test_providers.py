@@ -55,8 +55,10 @@ def test_models_now_include_the_provider_families(keyed):
     stack, _ = keyed
     ids = [m["id"] for m in request(stack, "GET", "/v1/models").json()["data"]]
     # Concrete names only (a glob is no model): the exact ones, then the priced models a glob serves.
-    assert ids == ["mock-gpt", "mock-claude", "mock-gemini", "claude-sonnet-4-5", "gemini-2.5-pro", "gpt-4o",
-                   "gpt-4o-mini"]
+    assert ids == ["mock-gpt", "mock-claude", "mock-gemini", "mock-nova", "mock-bedrock-claude",
+                   "mock-vertex-gemini", "mock-vertex-claude", "claude-sonnet-4-5",
+                   # a chain target of the mock's Vertex backend that claude-* (Anthropic) also serves
+                   "claude-sonnet-4-5@20250929", "gemini-2.5-pro", "gpt-4o", "gpt-4o-mini"]
 
 
 def test_azure_deployment_path_version_and_key(keyed):

@@ -1,7 +1,7 @@
 """Route role: validation, model routing, listing, limits, through a real Envoy."""
 import pytest
 
-from conftest import MODELS, request
+from conftest import LISTED, MODELS, request
 
 USER = [{"role": "user", "content": "hi"}]
 
@@ -57,7 +57,7 @@ def test_models_listing(gw):
     assert r.status == 200
     body = r.json()
     assert body["object"] == "list"
-    assert [m["id"] for m in body["data"]] == MODELS  # no provider keys: only the mock models
+    assert [m["id"] for m in body["data"]] == LISTED  # no provider keys: only the mock models
     assert all(m["object"] == "model" for m in body["data"])
     r = request(gw, "GET", "/v1/models/mock-claude")
     assert r.status == 200 and r.json()["id"] == "mock-claude"

@@ -133,6 +133,40 @@ impl Target<'_> {
     }
 }
 
+/// The model and stream flag of a request body, read without building the document: the
+/// client's model name (checked at the edge, `contract::check_model`) and the host's name for it.
+#[derive(Debug)]
+pub struct Peeked {
+    pub client_model: String,
+    pub model: String,
+    pub stream: bool,
+}
+
+impl Peeked {
+    pub fn new(target: &Target, body: &[u8]) -> Result<Peeked, GatewayError> {
+        #[derive(Deserialize)]
+        struct Peek {
+            #[serde(default)]
+            model: Option<String>,
+            #[serde(default)]
+            stream: Option<bool>,
+        }
+        let peek: Peek = serde_json::from_slice(body).map_err(|e| {
+            GatewayError::invalid_request(format!(
+                "We could not parse the JSON body of your request ({e})."
+            ))
+        })?;
+        let client_model = peek.model.unwrap_or_default();
+        crate::contract::check_model(&client_model)?;
+        let model = target.upstream_model(&client_model).to_string();
+        Ok(Peeked {
+            client_model,
+            model,
+            stream: peek.stream == Some(true),
+        })
+    }
+}
+
 /// What to send upstream.
 #[derive(Debug, Clone)]
 pub struct UpstreamRequest {

@@ -16,7 +16,7 @@ use crate::contract::path_segment;
 use crate::error::GatewayError;
 use crate::providers::anthropic::{chat as anthropic_chat, messages as anthropic_messages};
 use crate::providers::{
-    gemini, via_openai::ViaOpenAi, Plan, ResponsePlan, Target, Translator, UpstreamRequest,
+    gemini, via_openai::ViaOpenAi, Peeked, Plan, ResponsePlan, Target, Translator, UpstreamRequest,
 };
 use crate::stream::StreamTranslator;
 
@@ -108,32 +108,20 @@ pub static MESSAGES: VertexMessages = VertexMessages;
 
 static VIA_CHAT: ViaOpenAi = ViaOpenAi::new(&CHAT);
 
-#[derive(serde::Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
 impl Translator for VertexMessages {
     fn provider(&self) -> &'static str {
         PROVIDER
     }
 
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
-        let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-            GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e})."
-            ))
-        })?;
-        let client_model = peek.model.unwrap_or_default();
-        crate::contract::check_model(&client_model)?;
-        let model = target.upstream_model(&client_model).to_string();
+        let Peeked {
+            client_model,
+            model,
+            stream,
+        } = Peeked::new(target, body)?;
         if !is_anthropic(&model) {
             return VIA_CHAT.request(target, body);
         }
-        let stream = peek.stream == Some(true);
         let sent = anthropic_messages::for_cloud(body, VERTEX_ANTHROPIC_VERSION, true, None)?;
         let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(beta) = &target.client.anthropic_beta {

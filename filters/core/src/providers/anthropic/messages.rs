@@ -7,7 +7,7 @@
 
 use crate::api::anthropic::{envelope, DEFAULT_VERSION};
 use crate::error::GatewayError;
-use crate::providers::{Plan, ResponsePlan, Target, Translator, UpstreamRequest};
+use crate::providers::{Peeked, Plan, ResponsePlan, Target, Translator, UpstreamRequest};
 use crate::sse::SseParser;
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 
@@ -24,15 +24,6 @@ pub static MESSAGES: Passthrough = Passthrough {
 };
 pub static COUNT_TOKENS: Passthrough = Passthrough { count_tokens: true };
 
-/// The fields a pass-through reads, without building the document.
-#[derive(serde::Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
 impl Translator for Passthrough {
     fn provider(&self) -> &'static str {
         PROVIDER
@@ -41,14 +32,11 @@ impl Translator for Passthrough {
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
         let text = std::str::from_utf8(body)
             .map_err(|_| GatewayError::invalid_request("The request body is not valid UTF-8."))?;
-        let peek: Peek = serde_json::from_str(text).map_err(|e| {
-            GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e})."
-            ))
-        })?;
-        let client_model = peek.model.unwrap_or_default();
-        crate::contract::check_model(&client_model)?;
-        let model = target.upstream_model(&client_model).to_string();
+        let Peeked {
+            client_model,
+            model,
+            stream,
+        } = Peeked::new(target, body)?;
         let body = if has_unsigned_thinking(text) {
             Some(without_unsigned_thinking(text, &model)?)
         } else if model == client_model {
@@ -84,7 +72,7 @@ impl Translator for Passthrough {
             },
             response: ResponsePlan {
                 translator: self,
-                stream: !self.count_tokens && peek.stream == Some(true),
+                stream: !self.count_tokens && stream,
                 json_tool: None,
                 client_model,
                 upstream_model: model,

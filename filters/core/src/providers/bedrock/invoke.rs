@@ -11,7 +11,8 @@ use crate::error::GatewayError;
 use crate::eventstream::{FrameEvents, ERROR, EXCEPTION};
 use crate::providers::anthropic::messages::{error_event, for_cloud, MESSAGES};
 use crate::providers::{
-    via_openai::ViaOpenAi, Plan, ResponsePlan, Target, Translator, UpstreamError, UpstreamRequest,
+    via_openai::ViaOpenAi, Peeked, Plan, ResponsePlan, Target, Translator, UpstreamError,
+    UpstreamRequest,
 };
 use crate::stream::{broken_event, cut_short, Framing, StreamTranslator};
 use serde_json::Value;
@@ -26,33 +27,21 @@ pub static MESSAGES_ON_BEDROCK: BedrockMessages = BedrockMessages;
 
 static VIA_CONVERSE: ViaOpenAi = ViaOpenAi::new(&super::converse::TRANSLATOR);
 
-#[derive(serde::Deserialize)]
-struct Peek {
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    stream: Option<bool>,
-}
-
 impl Translator for BedrockMessages {
     fn provider(&self) -> &'static str {
         PROVIDER
     }
 
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
-        let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-            GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e})."
-            ))
-        })?;
-        let client_model = peek.model.unwrap_or_default();
-        crate::contract::check_model(&client_model)?;
-        let model = target.upstream_model(&client_model).to_string();
+        let Peeked {
+            client_model,
+            model,
+            stream,
+        } = Peeked::new(target, body)?;
         if !super::is_anthropic(&model) {
             return VIA_CONVERSE.request(target, body);
         }
         crate::api::anthropic::request::validate(&crate::openai::parse_body(body)?)?;
-        let stream = peek.stream == Some(true);
         let action = if stream {
             "invoke-with-response-stream"
         } else {

@@ -5,7 +5,7 @@
 use crate::contract::path_segment;
 use crate::error::GatewayError;
 use crate::openai;
-use crate::providers::{Plan, ResponsePlan, Target, Translator, UpstreamRequest};
+use crate::providers::{Peeked, Plan, ResponsePlan, Target, Translator, UpstreamRequest};
 use crate::sse::{self, SseParser};
 use crate::stream::{broken_event, cut_short, StreamTranslator};
 use serde_json::Value;
@@ -34,14 +34,11 @@ impl Translator for OpenAiCompat {
     /// A pass-through reads two fields (the route role validated the rest) and keeps the
     /// client's bytes unless the host renames the model.
     fn request(&'static self, target: &Target, body: &[u8]) -> Result<Plan, GatewayError> {
-        let peek: Peek = serde_json::from_slice(body).map_err(|e| {
-            GatewayError::invalid_request(format!(
-                "We could not parse the JSON body of your request ({e})."
-            ))
-        })?;
-        let client_model = peek.model.unwrap_or_default();
-        crate::contract::check_model(&client_model)?;
-        let model = target.upstream_model(&client_model).to_string();
+        let Peeked {
+            client_model,
+            model,
+            stream,
+        } = Peeked::new(target, body)?;
         let path = if self.azure {
             let version = target.api_version.unwrap_or(DEFAULT_AZURE_API_VERSION);
             format!(
@@ -62,7 +59,7 @@ impl Translator for OpenAiCompat {
             },
             response: ResponsePlan {
                 translator: self,
-                stream: peek.stream == Some(true),
+                stream,
                 json_tool: None,
                 client_model,
                 upstream_model: model,
@@ -87,15 +84,6 @@ impl Translator for OpenAiCompat {
     fn passthrough(&self) -> bool {
         true
     }
-}
-
-/// The fields a pass-through needs, read without building the document.
-#[derive(serde::Deserialize)]
-pub struct Peek {
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub stream: Option<bool>,
 }
 
 /// The body for an OpenAI-compatible backend: `None` keeps the client's bytes as they are (the
