@@ -713,6 +713,7 @@ class Generator:
                     f"tokens_out={_log_field('sluice_tokens_out')} "
                     f"cost_micro_usd={_log_field('sluice_cost_micro_usd')} cache=%RESP({rh['cache']})% "
                     f"refusal={_log_field('sluice_refusal')} quota={_log_field('sluice_quota')} "
+                    f"identity={_log_field('sluice_identity')} "
                     "attempts=%UPSTREAM_REQUEST_ATTEMPT_COUNT% upstream=%UPSTREAM_HOST% %DURATION%ms\n")}}}}],
             # Errors Envoy itself generates (no healthy upstream, connect failure, reset, timeout,
             # overflow) get the OpenAI error envelope too.

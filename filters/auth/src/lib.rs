@@ -15,6 +15,7 @@ use serde_json::{json, Map, Value};
 use sluice_core::auth::FailureMode;
 use sluice_core::auth::{self, AuthConfig, Principal};
 use sluice_core::contract::{self, property, Endpoint};
+use sluice_core::identity;
 use sluice_core::quota::wire::{self, ReadRequest, ReserveReply, ReserveRequest, SettleRequest};
 use sluice_core::quota::{self, Actual, Ask, Now, Record, Scope, Store};
 use sluice_core::usage::{self, UsageTap};
@@ -329,6 +330,46 @@ impl Auth {
     fn team(&self) -> String {
         self.principal()
             .map_or_else(|| "unknown".to_string(), |p| p.team.clone())
+    }
+
+    /// The principal id of the calling workload, from the configured identity source.
+    fn workload(&self) -> Option<String> {
+        let identity = match self.config.identity_source? {
+            identity::Source::Peer => {
+                let san = self
+                    .host
+                    .property(&["connection", "uri_san_peer_certificate"])?;
+                identity::Identity::from_spiffe(std::str::from_utf8(&san).ok()?)?
+            }
+            identity::Source::Node => {
+                let meta = |k: &str| {
+                    self.host
+                        .property(&["node", "metadata", k])
+                        .and_then(|v| String::from_utf8(v).ok())
+                };
+                let labels = self
+                    .config
+                    .identities
+                    .iter()
+                    .flat_map(|(m, _)| m.labels.keys());
+                let labels: Vec<(String, String)> = labels
+                    .filter_map(|k| {
+                        let v = self.host.property(&["node", "metadata", "LABELS", k])?;
+                        Some((k.clone(), String::from_utf8(v).ok()?))
+                    })
+                    .collect();
+                identity::Identity::from_node(
+                    meta("NAMESPACE").as_deref(),
+                    meta("SERVICE_ACCOUNT").as_deref(),
+                    meta("WORKLOAD_NAME").as_deref(),
+                    labels,
+                )?
+            }
+        };
+        let p = self.config.identify(&identity)?;
+        self.host
+            .set_log_field(property::IDENTITY, &identity.describe());
+        Some(p.id.clone())
     }
 
     fn refuse(&mut self, err: &GatewayError, reason: &str) -> Action {
@@ -769,13 +810,21 @@ impl HttpContext for Auth {
         // The client's credential never goes further, whatever happens next.
         self.host.remove_header(req, "authorization");
         self.host.remove_header(req, "x-api-key");
-        let key = match key {
-            Ok(k) => k,
-            Err(e) => return self.refuse(&e, "invalid_api_key"),
-        };
-        let found = self.config.authenticate(&key).map(|p| p.id.clone());
-        let Some(id) = found else {
-            return self.refuse(&auth::unknown_key(), "invalid_api_key");
+        let by_key = key
+            .as_ref()
+            .ok()
+            .and_then(|k| self.config.authenticate(k))
+            .map(|p| p.id.clone());
+        let id = match (by_key, key) {
+            (Some(id), _) => id,
+            // In a mesh, the workload's identity stands in for a key: a request with no key,
+            // or one that is no Sluice key (an SDK's placeholder), is the workload's.
+            (None, _) if !self.config.identities.is_empty() => match self.workload() {
+                Some(id) => id,
+                None => return self.refuse(&auth::unknown_identity(), "unknown_identity"),
+            },
+            (None, Err(e)) => return self.refuse(&e, "invalid_api_key"),
+            (None, Ok(_)) => return self.refuse(&auth::unknown_key(), "invalid_api_key"),
         };
         self.principal = self.config.principals.iter().position(|p| p.id == id);
         if let Some(p) = self.principal() {
@@ -1007,6 +1056,104 @@ mod tests {
                 Some("invalid_api_key")
             );
         }
+    }
+
+    fn mesh(source: &str) -> Rc<AuthConfig> {
+        let raw = serde_json::json!({
+            "identity_source": source,
+            "identities": [
+                {"match": {"namespace": "shop", "service_account": "*"}, "team": "shop", "project": "web"},
+                {"match": {"namespace": "shop", "service_account": "checkout"}, "team": "shop", "project": "checkout", "id": "checkout"},
+                {"match": {"namespace": "ml", "labels": {"tier": "batch"}}, "team": "ml"}
+            ],
+        });
+        Rc::new(AuthConfig::from_json(raw.to_string().as_bytes()).unwrap())
+    }
+
+    #[test]
+    fn a_workload_identity_stands_in_for_a_key() {
+        let node = |host: &FakeHost, ns: &str, sa: &str| {
+            let mut p = host.properties.borrow_mut();
+            p.insert("node.metadata.NAMESPACE".into(), ns.as_bytes().to_vec());
+            p.insert(
+                "node.metadata.SERVICE_ACCOUNT".into(),
+                sa.as_bytes().to_vec(),
+            );
+        };
+        for (ns, sa, headers, want) in [
+            ("shop", "checkout", vec![], Some(("checkout", "checkout"))),
+            (
+                "shop",
+                "cart",
+                vec![("authorization", "Bearer sk-placeholder")],
+                Some(("identity-0", "web")),
+            ),
+            ("billing", "x", vec![], None),
+        ] {
+            let host = FakeHost::leak();
+            node(host, ns, sa);
+            host.with_request("POST", "/v1/chat/completions", &headers);
+            let mut a = auth(host, &mesh("node"));
+            a.on_http_request_headers(0, false);
+            match want {
+                Some((id, project)) => {
+                    assert!(host.reply().is_none(), "{ns}/{sa}");
+                    assert_eq!(host.property_str(property::KEY_ID).as_deref(), Some(id));
+                    assert_eq!(
+                        host.property_str(property::PROJECT).as_deref(),
+                        Some(project)
+                    );
+                    assert_eq!(host.property_str(property::TEAM).as_deref(), Some("shop"));
+                    assert_eq!(
+                        host.request_header("authorization"),
+                        None,
+                        "the placeholder goes"
+                    );
+                }
+                None => {
+                    let r = host.reply().unwrap();
+                    assert_eq!(
+                        (r.status, r.json()["error"]["code"].as_str()),
+                        (403, Some("unknown_identity"))
+                    );
+                }
+            }
+        }
+        // Labels as Istio sets them; a gateway reads the mTLS peer instead.
+        let host = FakeHost::leak();
+        node(host, "ml", "trainer");
+        host.properties
+            .borrow_mut()
+            .insert("node.metadata.LABELS.tier".into(), b"batch".to_vec());
+        host.with_request("POST", "/v1/chat/completions", &[]);
+        auth(host, &mesh("node")).on_http_request_headers(0, false);
+        assert_eq!(host.property_str(property::TEAM).as_deref(), Some("ml"));
+        let host = FakeHost::leak();
+        node(host, "ml", "trainer"); // the gateway's own metadata must not count
+        host.properties.borrow_mut().insert(
+            "connection.uri_san_peer_certificate".into(),
+            b"spiffe://cluster.local/ns/shop/sa/checkout".to_vec(),
+        );
+        host.with_request("POST", "/v1/chat/completions", &[]);
+        auth(host, &mesh("peer")).on_http_request_headers(0, false);
+        assert_eq!(
+            host.property_str(property::KEY_ID).as_deref(),
+            Some("checkout")
+        );
+        let host = FakeHost::leak();
+        node(host, "shop", "checkout");
+        host.with_request("POST", "/v1/chat/completions", &[]);
+        auth(host, &mesh("peer")).on_http_request_headers(0, false);
+        assert_eq!(
+            host.reply().unwrap().status,
+            403,
+            "no peer certificate: no identity"
+        );
+        assert!(
+            AuthConfig::from_json(br#"{"identities":[{"match":{"namespace":"a"},"team":"t"}]}"#)
+                .is_err(),
+            "a source is required"
+        );
     }
 
     #[test]

@@ -46,6 +46,26 @@ struct RawKey {
     admin: bool,
 }
 
+/// A workload identity rule (`crate::identity`): who, and whose team and project it spends.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdentity {
+    #[serde(rename = "match")]
+    matcher: crate::identity::Match,
+    team: String,
+    #[serde(default)]
+    project: Option<String>,
+    /// The principal's id in usage reports and logs (default `identity-<n>`).
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    models: Option<Vec<String>>,
+    #[serde(default)]
+    limits: RawLimits,
+}
+
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct RawTeam {
@@ -137,7 +157,14 @@ fn default_reservation_ttl() -> u64 {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    #[serde(default)]
     keys: Vec<RawKey>,
+    /// Workload identities (in a mesh) that stand in for keys.
+    #[serde(default)]
+    identities: Vec<RawIdentity>,
+    /// Where the identity is read: `node` (a sidecar) or `peer` (an mTLS gateway).
+    #[serde(default)]
+    identity_source: Option<crate::identity::Source>,
     #[serde(default)]
     store: Option<RawStore>,
     #[serde(default)]
@@ -212,6 +239,9 @@ pub struct AuthConfig {
     pub max_body_bytes: usize,
     /// `None`: local mode.
     pub store: Option<FleetStore>,
+    /// Workload identity rules and the principal each maps to.
+    pub identities: Vec<(crate::identity::Match, usize)>,
+    pub identity_source: Option<crate::identity::Source>,
 }
 
 fn micro_usd(x: Option<f64>, what: &str) -> Result<Option<u64>, String> {
@@ -340,6 +370,51 @@ impl AuthConfig {
                 hash,
             });
         }
+        let mut identities = Vec::new();
+        for (i, r) in raw.identities.iter().enumerate() {
+            let at = format!("identities[{i}]");
+            r.matcher.check(&format!("{at}.match"))?;
+            let id = r.id.clone().unwrap_or_else(|| format!("identity-{i}"));
+            if !ids.insert(id.clone()) {
+                return Err(format!("field '{at}.id': duplicate id '{id}'"));
+            }
+            if id.is_empty() || id.contains(':') {
+                return Err(format!(
+                    "field '{at}.id': must be non-empty and contain no ':'"
+                ));
+            }
+            teams.entry(r.team.clone()).or_insert_with(|| Team {
+                multiplier_permille: 1000,
+                ..Default::default()
+            });
+            if let Some(p) = &r.project {
+                match projects.get(p) {
+                    Some((team, _)) if team != &r.team => return Err(format!(
+                        "field '{at}.project': project '{p}' belongs to team '{team}', not '{}'",
+                        r.team
+                    )),
+                    Some(_) => {}
+                    None => {
+                        projects.insert(p.clone(), (r.team.clone(), Limits::default()));
+                    }
+                }
+            }
+            identities.push((r.matcher.clone(), principals.len()));
+            principals.push(Principal {
+                name: r.name.clone().unwrap_or_else(|| id.clone()),
+                id,
+                team: r.team.clone(),
+                project: r.project.clone(),
+                models: r.models.clone().map(ModelSet::new),
+                limits: limits(&r.limits, &format!("{at}.limits"))?,
+                admin: false,
+                // No key hashes to this: an identity principal is found by `identify` only.
+                hash: [0; 32],
+            });
+        }
+        if !identities.is_empty() && raw.identity_source.is_none() {
+            return Err("field 'identity_source': say where identities come from: node (a sidecar) or peer (an mTLS gateway)".into());
+        }
         let mut prices = Vec::new();
         for (model, p) in &raw.prices {
             let price = Price::from_usd_per_million(p.input, p.output, p.cached_input)
@@ -397,7 +472,16 @@ impl AuthConfig {
             strip_unrequested_usage: raw.strip_unrequested_usage,
             max_body_bytes: raw.max_body_bytes,
             store,
+            identities,
+            identity_source: raw.identity_source,
         })
+    }
+
+    /// The principal of a workload identity (the most specific matching rule).
+    pub fn identify(&self, id: &crate::identity::Identity) -> Option<&Principal> {
+        let best = crate::identity::best(self.identities.iter().map(|(m, _)| m), id)?;
+        let (_, p) = self.identities.get(best)?;
+        self.principals.get(*p)
     }
 
     /// The principal of a presented key.
@@ -643,6 +727,15 @@ pub fn quota_unavailable() -> GatewayError {
         "The quota service is unavailable; the request was not sent. Retry shortly.",
     )
     .with_code("quota_unavailable")
+}
+
+pub fn unknown_identity() -> GatewayError {
+    GatewayError::new(
+        403,
+        "permission_error",
+        "This workload is not allowed to use the gateway: no identity rule matches it.",
+    )
+    .with_code("unknown_identity")
 }
 
 pub fn unknown_key() -> GatewayError {

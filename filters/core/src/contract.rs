@@ -219,6 +219,9 @@ pub mod property {
     /// Which counters admitted the request: `local`, `fleet`, or `fail_open` (the quota
     /// service could not answer and local limits applied).
     pub const QUOTA: &str = "sluice_quota";
+    /// The calling workload (`namespace/service-account`) when a mesh identity stood in for a
+    /// key.
+    pub const IDENTITY: &str = "sluice_identity";
     /// The Messages client's `anthropic-version` and `anthropic-beta`, checked by the route
     /// role and read by the upstream role on every attempt (not log fields).
     pub const ANTHROPIC_VERSION: &str = "sluice_anthropic_version";
@@ -235,6 +238,7 @@ pub mod property {
         TOKENS_OUT,
         COST_MICRO_USD,
         QUOTA,
+        IDENTITY,
     ];
 }
 

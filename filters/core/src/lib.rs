@@ -23,6 +23,7 @@ pub mod contract;
 pub mod error;
 pub mod eventstream;
 pub mod fuzz;
+pub mod identity;
 pub mod json;
 pub mod metadata;
 pub mod models;

@@ -34,15 +34,20 @@ pub struct Backends(RefCell<HashMap<Vec<u8>, Rc<Backend>>>);
 const MAX_BACKENDS: usize = 256;
 
 impl Backends {
+    /// The host's `filter_metadata.sluice`, else the cluster's (in Istio, an `EnvoyFilter`
+    /// puts it on the `outbound|...` cluster: its hosts come from a ServiceEntry).
     fn load(&self, host: &dyn Host) -> Result<Rc<Backend>, String> {
-        let md = host
+        let on_host = host
             .property(&["xds", "upstream_host_metadata"])
+            .filter(|md| metadata::filter_metadata(md, "sluice").is_some());
+        let md = on_host
+            .or_else(|| host.property(&["xds", "cluster_metadata"]))
             .ok_or("the upstream host has no metadata")?;
         if let Some(b) = self.0.borrow().get(&md) {
             return Ok(Rc::clone(b));
         }
         let v = metadata::filter_metadata(&md, "sluice")
-            .ok_or("the upstream host has no filter_metadata.sluice")?;
+            .ok_or("neither the upstream host nor its cluster has filter_metadata.sluice")?;
         let b = Rc::new(Backend::from_json(&v).map_err(|e| format!("filter_metadata.sluice.{e}"))?);
         let mut known = self.0.borrow_mut();
         if known.len() >= MAX_BACKENDS {
