@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 CARGO   ?= cargo
 WASI_RUNNER := $(abspath $(PY)) $(abspath tests/wasi_runner.py)
 
-.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen fuzz redis
+.PHONY: setup build run test lint unit validate integration clean bench bench-peers gen fuzz redis oci oci-tools
 
 setup: $(STAMP)
 	@rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip1 || rustup target add wasm32-wasip1
@@ -30,6 +30,17 @@ redis:
 
 run: build
 	$(PY) scripts/sluice.py run
+
+# sluice.wasm as an OCI image layout in target/oci/ (what Istio and Envoy Gateway pull); prints
+# its digest. Push: skopeo copy oci:target/oci:<version> docker://REGISTRY/sluice:<version>
+oci: build
+	$(PY) scripts/oci.py
+
+# skopeo and docker-registry (Debian's) for the OCI round-trip test.
+oci-tools:
+	@{ command -v skopeo >/dev/null && command -v docker-registry >/dev/null; } || \
+	  { apt-get update -qq && apt-get install -y -qq skopeo docker-registry >/dev/null; } \
+	  || { echo "make oci-tools: could not install skopeo and docker-registry"; exit 1; }
 
 lint: setup
 	$(CARGO) fmt --all -- --check
@@ -58,7 +69,7 @@ validate: build
 	  $(VENV)/bin/envoy --mode validate -c $$f --log-level error >/dev/null || { echo "INVALID: $$f"; exit 1; }; \
 	  echo "valid: $$f"; done
 
-integration: build redis
+integration: build redis oci-tools
 	@# The quota service's scripts against a real redis-server.
 	$(CARGO) test --release -p sluice-quota
 	$(PY) -m pytest tests -q -p no:cacheprovider
