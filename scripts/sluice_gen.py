@@ -49,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = json.loads((ROOT / "filters/core/contract.json").read_text())
 MODEL_HEADER = CONTRACT["request_headers"]["model"]
 CREDENTIAL_HEADER = CONTRACT["request_headers"]["credential"]
-LOCAL_REPLY_HEADER = CONTRACT["request_headers"]["local_reply"]
+LOCAL_REPLY_PROPERTY = CONTRACT["local_reply_property"]
 PATH_PROPERTY = CONTRACT["properties"][0]  # the endpoint the filters recorded (property::PATH)
 assert PATH_PROPERTY.endswith("_path"), "contract.json: properties[0] is the path property"
 
@@ -143,11 +143,16 @@ _ANTHROPIC_CEL = (
     "(request.path.startsWith('/v1/messages') || 'anthropic-version' in request.headers)")
 
 
-def _anthropic_client() -> dict:
-    """A local-reply filter: the request is a Messages client's."""
+def _cel(expression: str) -> dict:
+    """A local-reply (access-log) filter that is a CEL expression."""
     return {"extension_filter": {"name": "envoy.access_loggers.extension_filters.cel", "typed_config": {
         "@type": "type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter",
-        "expression": _ANTHROPIC_CEL.format(p=PATH_PROPERTY)}}}
+        "expression": expression}}}
+
+
+def _anthropic_client() -> dict:
+    """A local-reply filter: the request is a Messages client's."""
+    return _cel(_ANTHROPIC_CEL.format(p=PATH_PROPERTY))
 
 
 def _status_is(op: str, value: int) -> dict:
@@ -157,7 +162,8 @@ def _status_is(op: str, value: int) -> dict:
 
 def _local_replies() -> dict:
     """Every reply Envoy makes itself, in the OpenAI envelope. The filters' own replies are
-    already in it: they mark the request (LOCAL_REPLY_HEADER) and the first mapper keeps them."""
+    already in it: they mark the request (LOCAL_REPLY_PROPERTY, in filter state) and the first
+    mapper keeps them."""
     upstream_flags = ["UH", "UF", "UO", "NR", "URX", "NC", "UT", "UC", "UR", "LR", "UMSDR", "DPE", "UPE"]
     by_status = [
         (400, "The request is not valid HTTP.", "invalid_request_error", "bad_request"),
@@ -171,7 +177,7 @@ def _local_replies() -> dict:
         (504, "The backend did not answer in time.", "server_error", "upstream_timeout"),
     ]
     mappers = [
-        {"filter": {"header_filter": {"header": {"name": LOCAL_REPLY_HEADER, "present_match": True}}}},
+        {"filter": _cel(f"'wasm.{LOCAL_REPLY_PROPERTY}' in filter_state")},
     ]
     # A Messages client gets Anthropic's envelope and statuses (an unavailable upstream is its
     # 529 overloaded_error): first, so that it wins over the OpenAI mappers below.

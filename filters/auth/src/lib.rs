@@ -342,21 +342,22 @@ impl Auth {
                 identity::Identity::from_spiffe(std::str::from_utf8(&san).ok()?)?
             }
             identity::Source::Node => {
-                let meta = |k: &str| {
+                // Envoy names the node `xds.node`; Istio's proxy also answers `node`.
+                let node = |path: &[&str]| {
+                    let mut full = vec!["xds", "node", "metadata"];
+                    full.extend_from_slice(path);
                     self.host
-                        .property(&["node", "metadata", k])
+                        .property(&full)
+                        .or_else(|| self.host.property(full.get(1..).unwrap_or_default()))
                         .and_then(|v| String::from_utf8(v).ok())
                 };
-                let labels = self
+                let meta = |k: &str| node(&[k]);
+                let labels: Vec<(String, String)> = self
                     .config
                     .identities
                     .iter()
-                    .flat_map(|(m, _)| m.labels.keys());
-                let labels: Vec<(String, String)> = labels
-                    .filter_map(|k| {
-                        let v = self.host.property(&["node", "metadata", "LABELS", k])?;
-                        Some((k.clone(), String::from_utf8(v).ok()?))
-                    })
+                    .flat_map(|(m, _)| m.labels.keys())
+                    .filter_map(|k| Some((k.clone(), node(&["LABELS", k])?)))
                     .collect();
                 identity::Identity::from_node(
                     meta("NAMESPACE").as_deref(),
@@ -836,10 +837,13 @@ impl HttpContext for Auth {
         match host::endpoint(self.host, &headers) {
             Some(Endpoint::Usage) => self.usage_endpoint(),
             // What generates is metered; a token count is authenticated, not charged.
+            // The headers go on (only the route role holds them, for routing on the model):
+            // the body is held in `on_http_request_body` until it is whole, which also works
+            // where headers cannot be held (Istio's WasmPlugin).
             Some(e) if e.generates() && !end_of_stream => {
                 self.chat = true;
                 self.anthropic = e.api() == contract::Api::Anthropic;
-                Action::Pause
+                Action::Continue
             }
             _ => Action::Continue,
         }
@@ -1030,7 +1034,10 @@ mod tests {
             &[("authorization", "Bearer sk-test")],
         );
         *host.request_body.borrow_mut() = body.as_bytes().to_vec();
-        assert!(matches!(a.on_http_request_headers(0, false), Action::Pause));
+        assert!(matches!(
+            a.on_http_request_headers(0, false),
+            Action::Continue
+        ));
         assert_eq!(
             host.request_header("authorization"),
             None,

@@ -220,7 +220,8 @@ impl HttpContext for CacheCtx {
                 .get_str(contract::request::CACHE_FORCE)
                 .is_some_and(|v| v.eq_ignore_ascii_case("true")),
         };
-        Action::Pause
+        // The body is held (in on_http_request_body) until it is whole; the headers go on.
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -389,10 +389,12 @@ impl AuthConfig {
             });
             if let Some(p) = &r.project {
                 match projects.get(p) {
-                    Some((team, _)) if team != &r.team => return Err(format!(
+                    Some((team, _)) if team != &r.team => {
+                        return Err(format!(
                         "field '{at}.project': project '{p}' belongs to team '{team}', not '{}'",
                         r.team
-                    )),
+                    ))
+                    }
                     Some(_) => {}
                     None => {
                         projects.insert(p.clone(), (r.team.clone(), Limits::default()));

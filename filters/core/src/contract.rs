@@ -189,9 +189,6 @@ pub mod request {
     /// Client controls of sluice-cache (read by it, then removed by the route role).
     pub const CACHE_TTL: &str = "x-sluice-cache-ttl";
     pub const CACHE_FORCE: &str = "x-sluice-cache-force";
-    /// Set by a filter on the request it answers itself: Envoy's local-reply mappers leave
-    /// such answers (already in the API's envelope) as they are and map only Envoy's own.
-    pub const LOCAL_REPLY: &str = "x-sluice-local-reply";
 }
 
 /// Response headers.
@@ -225,6 +222,11 @@ pub mod property {
     /// The Messages client's `anthropic-version` and `anthropic-beta`, checked by the route
     /// role and read by the upstream role on every attempt (not log fields).
     pub const ANTHROPIC_VERSION: &str = "sluice_anthropic_version";
+    /// Set by a filter on the request it answers itself: Envoy's local-reply mappers leave
+    /// such answers (already in the API's envelope) as they are and map only Envoy's own. A
+    /// property, not a header: request headers may already have gone on (only the route role
+    /// holds them), and changing them then would trap the VM.
+    pub const LOCAL_REPLY: &str = "sluice_local_reply";
     pub const ANTHROPIC_BETA: &str = "sluice_anthropic_beta";
 
     pub const ALL: &[&str] = &[
@@ -425,7 +427,6 @@ pub fn export() -> Value {
             "credential": request::CREDENTIAL,
             "cache_ttl": request::CACHE_TTL,
             "cache_force": request::CACHE_FORCE,
-            "local_reply": request::LOCAL_REPLY,
         },
         "response_headers": {
             "cache": response::CACHE,
@@ -433,6 +434,7 @@ pub fn export() -> Value {
             "served_model": response::SERVED_MODEL,
         },
         "properties": property::ALL,
+        "local_reply_property": property::LOCAL_REPLY,
         "default_max_body_bytes": DEFAULT_MAX_BODY_BYTES,
         "base_paths": BASE_PATHS.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
         "forwarded_headers": FORWARDED_HEADERS,

@@ -195,15 +195,11 @@ pub trait Host {
         self.set_header(MapType::HttpResponseHeaders, name, Some(&value));
     }
 
-    /// Answers the request locally. Marks the request first (`contract::request::LOCAL_REPLY`),
+    /// Answers the request locally. Marks the request first (`contract::property::LOCAL_REPLY`),
     /// so that Envoy's local-reply mappers, which put Envoy's own replies in the envelope, leave
     /// this one as it is.
     fn send(&self, status: u16, headers: &[(&str, String)], body: &[u8]) {
-        self.set_header(
-            MapType::HttpRequestHeaders,
-            sluice_core::contract::request::LOCAL_REPLY,
-            Some("1"),
-        );
+        self.set_property(sluice_core::contract::property::LOCAL_REPLY, b"1");
         let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         self.send_http_response(status, &h, body);
     }

@@ -75,7 +75,8 @@ impl HttpContext for Pii {
         }
         self.host.remove_header(req, "content-length");
         self.reading = true;
-        Action::Pause
+        // The body is held (in on_http_request_body) until it is whole; the headers go on.
+        Action::Continue
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {

@@ -40,6 +40,12 @@ struct RawRouteConfig {
     /// strips after reading.
     #[serde(default = "yes")]
     strip_unrequested_usage: bool,
+    /// Hold the request headers until the body is read, so that Envoy routes on the model
+    /// (needs the Wasm filter's `allow_on_headers_stop_iteration`, which the generator sets).
+    /// `false` where the route is fixed by the host (an Istio sidecar's ServiceEntry) and the
+    /// headers cannot be held.
+    #[serde(default = "yes")]
+    hold_headers: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -58,6 +64,7 @@ pub struct RouteConfig {
     pub models: ModelSet,
     pub max_body_bytes: usize,
     pub strip_unrequested_usage: bool,
+    pub hold_headers: bool,
 }
 
 enum Config {
@@ -76,6 +83,7 @@ fn parse_config(bytes: &[u8]) -> Result<Config, String> {
             models: ModelSet::with_listed(r.models, r.known_models),
             max_body_bytes: r.max_body_bytes,
             strip_unrequested_usage: r.strip_unrequested_usage,
+            hold_headers: r.hold_headers,
         })),
         RawConfig::Upstream(RawUpstreamConfig {}) => Config::Upstream(Rc::default()),
     })

@@ -72,7 +72,14 @@ impl HttpContext for Route {
                 }
                 self.body = Endpoint::from_path(e.path());
                 self.host.remove_header(req, "content-length");
-                Action::Pause
+                // Holding the headers until the body is read lets Envoy route on the model
+                // (x-sluice-model); where headers cannot be held (Istio's WasmPlugin has no
+                // allow_on_headers_stop_iteration) the route is the Host's and they go on.
+                if self.config.hold_headers {
+                    Action::Pause
+                } else {
+                    Action::Continue
+                }
             }
             Some(Endpoint::Models) => {
                 let now = self.host.now_secs();
@@ -167,8 +174,10 @@ impl HttpContext for Route {
             return self.refuse(&GatewayError::model_not_found(model));
         }
         // check_model passed: the name is safe in a header and a log.
-        self.host
-            .set_header(host::map_request(), contract::request::MODEL, Some(model));
+        if self.config.hold_headers {
+            self.host
+                .set_header(host::map_request(), contract::request::MODEL, Some(model));
+        }
         // The upstream filter rewrites the (shared) request headers per attempt; access logs
         // read what the client asked for from here.
         self.host.set_log_field(property::MODEL, model);
@@ -214,6 +223,7 @@ mod tests {
                 ),
                 max_body_bytes: 1000,
                 strip_unrequested_usage: true,
+                hold_headers: true,
             }),
         )
     }
@@ -286,7 +296,7 @@ mod tests {
             }
             assert_eq!(host.request_header(contract::request::MODEL), None);
             assert_eq!(
-                host.request_header(contract::request::LOCAL_REPLY)
+                host.property_str(contract::property::LOCAL_REPLY)
                     .as_deref(),
                 Some("1")
             );
