@@ -244,6 +244,45 @@ pub struct AuthConfig {
     pub identity_source: Option<crate::identity::Source>,
 }
 
+/// Checks a principal's id (unique, no ':') and registers its team and project (a project
+/// belongs to one team).
+fn principal_scopes(
+    ids: &mut std::collections::HashSet<String>,
+    teams: &mut BTreeMap<String, Team>,
+    projects: &mut BTreeMap<String, (String, Limits)>,
+    at: &str,
+    id: &str,
+    team: &str,
+    project: Option<&str>,
+) -> Result<(), String> {
+    if !ids.insert(id.to_string()) {
+        return Err(format!("field '{at}.id': duplicate id '{id}'"));
+    }
+    if id.is_empty() || id.contains(':') {
+        return Err(format!(
+            "field '{at}.id': must be non-empty and contain no ':'"
+        ));
+    }
+    teams.entry(team.to_string()).or_insert_with(|| Team {
+        multiplier_permille: 1000,
+        ..Default::default()
+    });
+    if let Some(p) = project {
+        match projects.get(p) {
+            Some((owner, _)) if owner != team => {
+                return Err(format!(
+                    "field '{at}.project': project '{p}' belongs to team '{owner}', not '{team}'"
+                ))
+            }
+            Some(_) => {}
+            None => {
+                projects.insert(p.to_string(), (team.to_string(), Limits::default()));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn micro_usd(x: Option<f64>, what: &str) -> Result<Option<u64>, String> {
     match x {
         None => Ok(None),
@@ -330,32 +369,15 @@ impl AuthConfig {
             let at = format!("keys[{i}]");
             let hash =
                 hex32(&k.sha256).ok_or(format!("field '{at}.sha256': expected 64 hex digits"))?;
-            if !ids.insert(k.id.clone()) {
-                return Err(format!("field '{at}.id': duplicate key id '{}'", k.id));
-            }
-            if k.id.is_empty() || k.id.contains(':') {
-                return Err(format!(
-                    "field '{at}.id': must be non-empty and contain no ':'"
-                ));
-            }
-            teams.entry(k.team.clone()).or_insert_with(|| Team {
-                multiplier_permille: 1000,
-                ..Default::default()
-            });
-            if let Some(p) = &k.project {
-                match projects.get(p) {
-                    Some((team, _)) if team != &k.team => {
-                        return Err(format!(
-                        "field '{at}.project': project '{p}' belongs to team '{team}', not '{}'",
-                        k.team
-                    ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        projects.insert(p.clone(), (k.team.clone(), Limits::default()));
-                    }
-                }
-            }
+            principal_scopes(
+                &mut ids,
+                &mut teams,
+                &mut projects,
+                &at,
+                &k.id,
+                &k.team,
+                k.project.as_deref(),
+            )?;
             if by_hash.insert(hash, principals.len()).is_some() {
                 return Err(format!("field '{at}.sha256': two keys have the same hash"));
             }
@@ -375,32 +397,15 @@ impl AuthConfig {
             let at = format!("identities[{i}]");
             r.matcher.check(&format!("{at}.match"))?;
             let id = r.id.clone().unwrap_or_else(|| format!("identity-{i}"));
-            if !ids.insert(id.clone()) {
-                return Err(format!("field '{at}.id': duplicate id '{id}'"));
-            }
-            if id.is_empty() || id.contains(':') {
-                return Err(format!(
-                    "field '{at}.id': must be non-empty and contain no ':'"
-                ));
-            }
-            teams.entry(r.team.clone()).or_insert_with(|| Team {
-                multiplier_permille: 1000,
-                ..Default::default()
-            });
-            if let Some(p) = &r.project {
-                match projects.get(p) {
-                    Some((team, _)) if team != &r.team => {
-                        return Err(format!(
-                        "field '{at}.project': project '{p}' belongs to team '{team}', not '{}'",
-                        r.team
-                    ))
-                    }
-                    Some(_) => {}
-                    None => {
-                        projects.insert(p.clone(), (r.team.clone(), Limits::default()));
-                    }
-                }
-            }
+            principal_scopes(
+                &mut ids,
+                &mut teams,
+                &mut projects,
+                &at,
+                &id,
+                &r.team,
+                r.project.as_deref(),
+            )?;
             identities.push((r.matcher.clone(), principals.len()));
             principals.push(Principal {
                 name: r.name.clone().unwrap_or_else(|| id.clone()),
