@@ -206,3 +206,68 @@ def test_gateway_refuses_a_caller_without_a_mesh_certificate(gateway):
     with pytest.raises(httpx2.HTTPError):
         httpx2.Client(base_url=f"https://127.0.0.1:{port}", verify=tls(certs)).post(
             "/v1/chat/completions", json={"model": "gpt-4o", "messages": []}, headers={"host": "api.openai.com"})
+
+
+# ---- Envoy Gateway: the same filters from its manifest ------------------------------------------
+
+def test_envoy_gateway_manifest_runs(tmp_path, mock):
+    """deploy/envoy-gateway/sluice.yaml as Envoy Gateway would apply it to its proxy: the
+    EnvoyExtensionPolicy's filters in order on the route's listener, the EnvoyPatchPolicy's JSON
+    patches on the route's cluster (`httproute/<ns>/<name>/rule/0`, here pointing at the mock)."""
+    docs = [d for d in yaml.safe_load_all((sluice.ROOT / "deploy/envoy-gateway/sluice.yaml").read_text()) if d]
+    oci = tmp_path / "oci"
+    subprocess.run([sys.executable, str(sluice.ROOT / "scripts/oci.py"), "--out", str(oci)], check=True,
+                   capture_output=True)
+    sys.path.insert(0, str(sluice.ROOT / "scripts"))
+    import istio_sim
+    wasm = istio_sim.plugin_wasm(oci, tmp_path)
+    mock_key_secret(sluice.ROOT / "deploy/istio/sidecar-egress.yaml", tmp_path / "secrets")
+    policy = next(d for d in docs if d["kind"] == "EnvoyExtensionPolicy")
+    filters = [{"name": w["name"], "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+        "config": {"name": w["name"], "root_id": w["rootID"], "fail_open": w.get("failOpen", False),
+                   "vm_config": {"vm_id": w["name"], "runtime": "envoy.wasm.runtime.v8",
+                                 "code": {"local": {"filename": str(wasm)}}},
+                   "configuration": {"@type": "type.googleapis.com/google.protobuf.StringValue",
+                                     "value": json.dumps(w["config"])}}}} for w in policy["spec"]["wasm"]]
+    filters.append({"name": "envoy.filters.http.router", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}})
+    route = next(d for d in docs if d["kind"] == "HTTPRoute")
+    cname = f"httproute/{route['metadata']['namespace']}/{route['metadata']['name']}/rule/0"
+    cluster = {"name": cname, "type": "STATIC", "connect_timeout": "5s", "load_assignment": {
+        "cluster_name": cname, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": mock}}}}]}]}}
+    for p in next(d for d in docs if d["kind"] == "EnvoyPatchPolicy")["spec"]["jsonPatches"]:
+        assert p["name"] == cname and p["operation"]["op"] == "add"
+        cluster[p["operation"]["path"].strip("/")] = istio_sim.remount(
+            p["operation"]["value"], {"/var/lib/sluice": str(tmp_path), "/etc/sluice/secrets": str(tmp_path / "secrets")})
+    # The mock speaks HTTP/1.1: Envoy Gateway's auto_config would pick it by ALPN over TLS.
+    cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"].pop("auto_config")
+    cluster["typed_extension_protocol_options"]["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"][
+        "explicit_http_config"] = {"http_protocol_options": {}}
+    port, admin = sluice.free_port(), sluice.free_port()
+    cfg = {"node": {"id": "envoy-gateway", "cluster": "ai/ai-gateway"},
+           "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin}}},
+           "static_resources": {"clusters": [cluster], "listeners": [{
+               "name": "ai/ai-gateway/http", "address": {"socket_address": {"address": "127.0.0.1", "port_value": port}},
+               "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": {
+                   "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                   "stat_prefix": "http", "http_filters": filters,
+                   "route_config": {"virtual_hosts": [{"name": "ai", "domains": ["*"], "routes": [
+                       {"match": {"prefix": "/v1/"}, "route": {"cluster": cname, "timeout": "0s"}}]}]}}}]}]}]}}
+    (tmp_path / "eg.yaml").write_text(yaml.safe_dump(cfg))
+    proc = subprocess.Popen([str(sluice.ENVOY), "-c", str(tmp_path / "eg.yaml"), "--concurrency", "1",
+                             "--log-level", "warn", "--base-id", str(admin)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        sluice.wait_http(f"http://127.0.0.1:{admin}/ready", 30, proc)
+        c = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-sluice-demo", max_retries=0)
+        answer = c.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": f"hi {EMAIL}"}])
+        assert answer.choices[0].message.content == f"echo: hi {EMAIL}"
+        got = last(mock)
+        assert got["headers"]["authorization"] == "Bearer mock-openai-key" and EMAIL not in json.dumps(got["body"])
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="sk-wrong", max_retries=0) \
+                .chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+    finally:
+        sluice.stop_process(proc)
