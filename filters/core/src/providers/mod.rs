@@ -201,6 +201,28 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// The plan of a request read through [`Peeked`]: `request` goes upstream, and the answer
+    /// (a stream when `stream`) is read back by `translator`.
+    pub fn forwarded(
+        translator: &'static dyn Translator,
+        client_model: String,
+        upstream_model: String,
+        stream: bool,
+        request: UpstreamRequest,
+    ) -> Plan {
+        Plan {
+            request,
+            response: ResponsePlan {
+                translator,
+                stream,
+                json_tool: None,
+                client_model,
+                upstream_model,
+            },
+            answer: None,
+        }
+    }
+
     /// The plan of a translated chat request: `request` goes upstream as `model`, and the
     /// answer is read back by `translator` for the client's `req`.
     pub fn chat(

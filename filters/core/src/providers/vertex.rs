@@ -122,27 +122,28 @@ impl Translator for VertexMessages {
         if !is_anthropic(&model) {
             return VIA_CHAT.request(target, body);
         }
-        let sent = anthropic_messages::for_cloud(body, VERTEX_ANTHROPIC_VERSION, true, None)?;
+        let sent = anthropic_messages::for_cloud(
+            crate::openai::parse_body(body)?,
+            VERTEX_ANTHROPIC_VERSION,
+            true,
+            None,
+        )?;
         let mut headers = vec![("content-type", "application/json".to_string())];
         if let Some(beta) = &target.client.anthropic_beta {
             headers.push(("anthropic-beta", beta.clone()));
         }
-        Ok(Plan {
-            request: UpstreamRequest {
-                path: claude_path(target, &model, stream),
-                headers,
-                body: Some(sent),
-            },
-            response: ResponsePlan {
-                // Anthropic's message and events, passed on as they come.
-                translator: &anthropic_messages::MESSAGES,
-                stream,
-                json_tool: None,
-                client_model,
-                upstream_model: model,
-            },
-            answer: None,
-        })
+        let request = UpstreamRequest {
+            path: claude_path(target, &model, stream),
+            headers,
+            body: Some(sent),
+        };
+        Ok(Plan::forwarded(
+            &anthropic_messages::MESSAGES,
+            client_model,
+            model,
+            stream,
+            request,
+        ))
     }
 
     fn response(&self, p: &ResponsePlan, b: &[u8], c: u64) -> Result<Vec<u8>, GatewayError> {

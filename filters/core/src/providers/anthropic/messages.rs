@@ -64,21 +64,18 @@ impl Translator for Passthrough {
         } else {
             format!("{}/messages", target.base_path)
         };
-        Ok(Plan {
-            request: UpstreamRequest {
-                path,
-                headers,
-                body,
-            },
-            response: ResponsePlan {
-                translator: self,
-                stream: !self.count_tokens && stream,
-                json_tool: None,
-                client_model,
-                upstream_model: model,
-            },
-            answer: None,
-        })
+        let request = UpstreamRequest {
+            path,
+            headers,
+            body,
+        };
+        Ok(Plan::forwarded(
+            self,
+            client_model,
+            model,
+            !self.count_tokens && stream,
+            request,
+        ))
     }
 
     /// Checked, not changed: a JSON object that is no error (Anthropic answers errors with an
@@ -159,13 +156,13 @@ fn drop_unsigned_thinking(v: &mut serde_json::Value) {
 /// A Messages body as a cloud's Anthropic endpoint takes it (Bedrock's InvokeModel, Vertex's
 /// rawPredict): the model is in the path, not the body; `anthropic_version` is the cloud's;
 /// Bedrock wants the betas in the body and no `stream` field (the path says it).
+/// `v` is the parsed body (`openai::parse_body`), consumed.
 pub fn for_cloud(
-    body: &[u8],
+    mut v: serde_json::Value,
     version: &str,
     keep_stream: bool,
     betas: Option<&str>,
 ) -> Result<Vec<u8>, GatewayError> {
-    let mut v = crate::openai::parse_body(body)?;
     drop_unsigned_thinking(&mut v);
     if let Some(o) = v.as_object_mut() {
         o.remove("model");

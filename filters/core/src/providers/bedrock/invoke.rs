@@ -41,40 +41,33 @@ impl Translator for BedrockMessages {
         if !super::is_anthropic(&model) {
             return VIA_CONVERSE.request(target, body);
         }
-        crate::api::anthropic::request::validate(&crate::openai::parse_body(body)?)?;
+        // Parsed once: checked, then rewritten for InvokeModel.
+        let v = crate::openai::parse_body(body)?;
+        crate::api::anthropic::request::validate(&v)?;
         let action = if stream {
             "invoke-with-response-stream"
         } else {
             "invoke"
         };
         let body = for_cloud(
-            body,
+            v,
             BEDROCK_ANTHROPIC_VERSION,
             false,
             target.client.anthropic_beta.as_deref(),
         )?;
-        Ok(Plan {
-            request: UpstreamRequest {
-                path: format!(
-                    "{}/model/{}/{action}",
-                    target.base_path,
-                    path_segment(&model)
-                ),
-                headers: vec![
-                    ("content-type", "application/json".to_string()),
-                    ("accept", "application/json".to_string()),
-                ],
-                body: Some(body),
-            },
-            response: ResponsePlan {
-                translator: self,
-                stream,
-                json_tool: None,
-                client_model,
-                upstream_model: model,
-            },
-            answer: None,
-        })
+        let request = UpstreamRequest {
+            path: format!(
+                "{}/model/{}/{action}",
+                target.base_path,
+                path_segment(&model)
+            ),
+            headers: vec![
+                ("content-type", "application/json".to_string()),
+                ("accept", "application/json".to_string()),
+            ],
+            body: Some(body),
+        };
+        Ok(Plan::forwarded(self, client_model, model, stream, request))
     }
 
     /// Anthropic's message, checked as the pass-through checks it.

@@ -51,21 +51,12 @@ impl Translator for OpenAiCompat {
             format!("{}/chat/completions", target.base_path)
         };
         let body = request(body, &model, &client_model)?;
-        Ok(Plan {
-            request: UpstreamRequest {
-                path,
-                headers: vec![("content-type", "application/json".to_string())],
-                body,
-            },
-            response: ResponsePlan {
-                translator: self,
-                stream,
-                json_tool: None,
-                client_model,
-                upstream_model: model,
-            },
-            answer: None,
-        })
+        let request = UpstreamRequest {
+            path,
+            headers: vec![("content-type", "application/json".to_string())],
+            body,
+        };
+        Ok(Plan::forwarded(self, client_model, model, stream, request))
     }
 
     fn response(
