@@ -41,7 +41,7 @@ ENVOY = ROOT / ".venv/bin/envoy"
 # Real providers in envoy/specs/gateway.yaml: the backend that serves them, their models, and
 # where their key and base URL come from.
 PROVIDERS = {
-    "openai": {"key_env": "OPENAI_API_KEY", "url_env": "OPENAI_BASE_URL", "models": ["gpt-*", "o1*", "o3*", "o4*"]},
+    "openai": {"key_env": "OPENAI_API_KEY", "url_env": "OPENAI_BASE_URL", "models": ["gpt-*", "o1*", "o3*", "o4*", "text-embedding-*"]},
     "anthropic": {"key_env": "ANTHROPIC_API_KEY", "url_env": "ANTHROPIC_BASE_URL", "models": ["claude-*"]},
     "gemini": {"key_env": "GEMINI_API_KEY", "url_env": "GEMINI_BASE_URL", "models": ["gemini-*"]},
 }
@@ -121,9 +121,7 @@ def gateway_spec(*, port: int, admin_port: int, mock_port: int, run_dir: Path, e
         if b is None:
             continue
         if not key:
-            del spec["backends"][name]
-            for m in p["models"]:
-                spec["models"].pop(m, None)
+            drop_backend(spec, name)
             continue
         secret = run_dir / "secrets" / f"{name}.yaml"
         write_secret(secret, key)

@@ -119,5 +119,8 @@ def assemble(events):
 
 
 MODELS = ["mock-gpt", "mock-claude", "mock-gemini"]
-# What `make run` lists with no keys: the three formats above, then the mock as Bedrock and Vertex.
-LISTED = MODELS + ["mock-nova", "mock-bedrock-claude", "mock-vertex-gemini", "mock-vertex-claude"]
+# What `make run` lists with no keys: the three formats above, then the mock as Bedrock and Vertex,
+# then its embedding models.
+EMBEDDING_MODELS = ["mock-embedding", "mock-gemini-embedding", "mock-vertex-embedding",
+                    "mock-titan-embedding", "mock-cohere-embedding"]
+LISTED = MODELS + ["mock-nova", "mock-bedrock-claude", "mock-vertex-gemini", "mock-vertex-claude"] + EMBEDDING_MODELS

@@ -6,7 +6,7 @@ import stat
 import pytest
 
 import sluice
-from conftest import request
+from conftest import LISTED, request
 
 MSGS = [{"role": "user", "content": "hi"}]
 
@@ -55,10 +55,12 @@ def test_models_now_include_the_provider_families(keyed):
     stack, _ = keyed
     ids = [m["id"] for m in request(stack, "GET", "/v1/models").json()["data"]]
     # Concrete names only (a glob is no model): the exact ones, then the priced models a glob serves.
-    assert ids == ["mock-gpt", "mock-claude", "mock-gemini", "mock-nova", "mock-bedrock-claude",
-                   "mock-vertex-gemini", "mock-vertex-claude", "claude-sonnet-4-5",
-                   # a chain target of the mock's Vertex backend that claude-* (Anthropic) also serves
-                   "claude-sonnet-4-5@20250929", "gemini-2.5-pro", "gpt-4o", "gpt-4o-mini"]
+    assert ids == LISTED + ["claude-sonnet-4-5",
+                            # a chain target of the mock's Vertex backend that claude-* (Anthropic) also serves
+                            "claude-sonnet-4-5@20250929", "gemini-2.5-pro", "gpt-4o", "gpt-4o-mini",
+                            # the mock's Gemini and Vertex embedding models, which text-embedding-* also serves
+                            "text-embedding-004", "text-embedding-005",
+                            "text-embedding-3-large", "text-embedding-3-small"]
 
 
 def test_azure_deployment_path_version_and_key(keyed):

@@ -48,7 +48,7 @@ def test_unknown_model_is_404(post):
 
 
 def test_unknown_path_and_method_are_404(gw):
-    assert err(request(gw, "POST", "/v1/embeddings", {"input": "x"}), 404)["code"] == "unknown_url"
+    assert err(request(gw, "POST", "/v1/images/generations", {"prompt": "x"}), 404)["code"] == "unknown_url"
     assert err(request(gw, "GET", "/v1/chat/completions"), 404)["code"] == "unknown_url"
 
 

@@ -280,6 +280,8 @@ struct Auth {
     asked_usage: bool,
     /// The client speaks Anthropic's Messages API.
     anthropic: bool,
+    /// `/v1/embeddings`: input tokens only.
+    embeddings: bool,
     prompt_estimate: u64,
     reservation: Option<Reservation>,
     rate_headers: Vec<(&'static str, String)>,
@@ -309,6 +311,7 @@ impl Auth {
             stream: false,
             asked_usage: false,
             anthropic: false,
+            embeddings: false,
             prompt_estimate: 0,
             reservation: None,
             rate_headers: Vec::new(),
@@ -840,9 +843,10 @@ impl HttpContext for Auth {
             // The headers go on (only the route role holds them, for routing on the model):
             // the body is held in `on_http_request_body` until it is whole, which also works
             // where headers cannot be held (Istio's WasmPlugin).
-            Some(e) if e.generates() && !end_of_stream => {
+            Some(e) if e.metered() && !end_of_stream => {
                 self.chat = true;
                 self.anthropic = e.api() == contract::Api::Anthropic;
+                self.embeddings = e == Endpoint::Embeddings;
                 Action::Continue
             }
             _ => Action::Continue,
@@ -883,7 +887,11 @@ impl HttpContext for Auth {
             let err = auth::model_not_allowed(&self.model);
             return self.refuse(&err, "model_not_allowed");
         }
-        let sizing = self.config.size(&p, &self.model, &v);
+        let sizing = if self.embeddings {
+            self.config.size_embeddings(&p, &self.model, &v)
+        } else {
+            self.config.size(&p, &self.model, &v)
+        };
         self.stream = sizing.stream;
         // Anthropic's streams always carry their usage.
         self.asked_usage = sizing.asked_usage || self.anthropic;

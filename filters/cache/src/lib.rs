@@ -113,6 +113,7 @@ impl host::Filter for CacheFilter {
                 metrics: Rc::clone(metrics),
                 state: State::Idle,
                 messages: false,
+                embeddings: false,
             },
         )
     }
@@ -151,6 +152,8 @@ struct CacheCtx {
     state: State,
     /// The request is an Anthropic Messages request: entries are Anthropic messages.
     messages: bool,
+    /// `/v1/embeddings`: entries are vector lists (deterministic, never streamed).
+    embeddings: bool,
 }
 
 impl CacheCtx {
@@ -203,6 +206,7 @@ impl HttpContext for CacheCtx {
         match host::endpoint(self.host, &headers) {
             Some(Endpoint::ChatCompletions) if !end_of_stream => {}
             Some(Endpoint::Messages) if !end_of_stream => self.messages = true,
+            Some(Endpoint::Embeddings) if !end_of_stream => self.embeddings = true,
             _ => return Action::Continue,
         }
         let cc = headers
@@ -242,14 +246,18 @@ impl HttpContext for CacheCtx {
         let Ok(v) = host::request_json(&body) else {
             return Action::Continue;
         };
-        let deterministic = v.get("temperature").and_then(Value::as_f64) == Some(0.0);
+        // An embedding is a function of its input: always deterministic.
+        let deterministic =
+            self.embeddings || v.get("temperature").and_then(Value::as_f64) == Some(0.0);
         if (self.config.deterministic_only && !deterministic && !force) || (no_cache && no_store) {
             self.metrics
                 .borrow_mut()
                 .add(self.host, "sluice_cache.bypasses", 1);
             return Action::Continue;
         }
-        let hash = if self.messages {
+        let hash = if self.embeddings {
+            cache::embeddings_key(&self.tenant(), &v)
+        } else if self.messages {
             cache::messages_key(&self.tenant(), &v)
         } else {
             cache::key(&self.tenant(), &v)
@@ -389,7 +397,8 @@ impl HttpContext for CacheCtx {
         if !end_of_stream {
             return Action::Continue;
         }
-        let (store_tools, messages) = (self.config.store_tool_calls, self.messages);
+        let (store_tools, messages, embeddings) =
+            (self.config.store_tool_calls, self.messages, self.embeddings);
         // The completion's JSON text: a JSON answer as it came (parsed once, shared with
         // sluice-auth, to check it), a stream's as assembled.
         let completion: Option<std::borrow::Cow<[u8]>> = match (sse.as_mut(), json.as_ref()) {
@@ -399,7 +408,9 @@ impl HttpContext for CacheCtx {
                 .map(Into::into),
             (None, Some(b)) => host::response_json(b)
                 .is_some_and(|v| {
-                    if messages {
+                    if embeddings {
+                        cache::is_storable_embeddings(&v)
+                    } else if messages {
                         cache::is_storable_message(&v, store_tools)
                     } else {
                         cache::is_storable(&v, store_tools)
@@ -461,6 +472,7 @@ mod tests {
             metrics: Rc::new(RefCell::new(Counters::new(32))),
             state: State::Idle,
             messages: false,
+            embeddings: false,
         };
         c.on_http_request_headers(0, false);
         c.on_http_request_body(body.len(), true);
@@ -517,6 +529,7 @@ mod tests {
             metrics: Rc::default(),
             state: State::Idle,
             messages: false,
+            embeddings: false,
         };
         assert_eq!(c.ttl("gpt-4o", None), 20);
         assert_eq!(c.ttl("gpt-4o-mini", None), 30);

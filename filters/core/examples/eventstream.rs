@@ -65,6 +65,7 @@ fn main() {
         json_tool: None,
         client_model: "m".into(),
         upstream_model: "amazon.nova-pro-v1:0".into(),
+        embeddings: None,
     };
     run("ConverseStream -> OpenAI chunks", &mut || {
         let mut t = plan.stream_translator(1);

@@ -579,6 +579,24 @@ pub struct Observed {
 }
 
 impl AuthConfig {
+    /// An embeddings request: its input tokens, nothing generated.
+    pub fn size_embeddings(&self, p: &Principal, model: &str, v: &Value) -> Sizing {
+        let prompt_estimate = crate::usage::estimate_embedding_tokens(v);
+        let worst = Usage {
+            prompt_tokens: prompt_estimate,
+            ..Default::default()
+        };
+        Sizing {
+            prompt_estimate,
+            ask: Ask {
+                tokens: prompt_estimate,
+                micro_usd: self.cost(p, model, &worst),
+            },
+            stream: false,
+            asked_usage: false,
+        }
+    }
+
     pub fn size(&self, p: &Principal, model: &str, v: &Value) -> Sizing {
         let prompt_estimate = crate::usage::estimate_prompt_tokens(v);
         let n = v

@@ -35,6 +35,12 @@ pub fn translator(api: ClientApi, provider: ProviderKind) -> &'static dyn Transl
         }
         // Bedrock's and Vertex's token counting is per model family: the gateway estimates.
         (ClientApi::AnthropicCountTokens, _) => &providers::via_openai::COUNT_TOKENS,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Openai) => &providers::embeddings::OPENAI,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Azure) => &providers::embeddings::AZURE,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Gemini) => &providers::embeddings::GEMINI,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Vertex) => &providers::embeddings::VERTEX,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Bedrock) => &providers::embeddings::BEDROCK,
+        (ClientApi::OpenAiEmbeddings, ProviderKind::Anthropic) => &providers::embeddings::ANTHROPIC,
     }
 }
 

@@ -25,6 +25,8 @@ pub enum Endpoint<'a> {
     Messages,
     /// `POST /v1/messages/count_tokens`
     CountTokens,
+    /// `POST /v1/embeddings`
+    Embeddings,
 }
 
 /// The API a client speaks, which decides the envelope of every error it gets.
@@ -39,8 +41,17 @@ impl Endpoint<'_> {
     pub fn has_body(&self) -> bool {
         matches!(
             self,
-            Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens
+            Endpoint::ChatCompletions
+                | Endpoint::Messages
+                | Endpoint::CountTokens
+                | Endpoint::Embeddings
         )
+    }
+
+    /// Endpoints that are charged (tokens and money against quotas): what generates, and
+    /// embeddings (input tokens only).
+    pub fn metered(&self) -> bool {
+        self.generates() || *self == Endpoint::Embeddings
     }
 
     /// Endpoints that generate an answer (metered in tokens and money, cached, re-hydrated).
@@ -65,6 +76,7 @@ impl Endpoint<'_> {
             Endpoint::Usage => "/v1/sluice/usage",
             Endpoint::Messages => "/v1/messages",
             Endpoint::CountTokens => "/v1/messages/count_tokens",
+            Endpoint::Embeddings => "/v1/embeddings",
         }
     }
 
@@ -74,6 +86,7 @@ impl Endpoint<'_> {
             Endpoint::ChatCompletions,
             Endpoint::Messages,
             Endpoint::CountTokens,
+            Endpoint::Embeddings,
             Endpoint::Models,
             Endpoint::Usage,
         ]
@@ -142,6 +155,7 @@ pub fn route<'a>(method: &str, raw_path: &'a str) -> Option<Endpoint<'a>> {
         ("POST", "/v1/chat/completions") => Some(Endpoint::ChatCompletions),
         ("POST", "/v1/messages") => Some(Endpoint::Messages),
         ("POST", "/v1/messages/count_tokens") => Some(Endpoint::CountTokens),
+        ("POST", "/v1/embeddings") => Some(Endpoint::Embeddings),
         ("GET", "/v1/models") => Some(Endpoint::Models),
         ("GET", "/v1/sluice/usage") => Some(Endpoint::Usage),
         ("GET", p) => p
@@ -154,7 +168,7 @@ pub fn route<'a>(method: &str, raw_path: &'a str) -> Option<Endpoint<'a>> {
 
 /// Routes as the 404 message names them.
 pub const ROUTES_TEXT: &str =
-    "POST /v1/chat/completions, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models";
+    "POST /v1/chat/completions, POST /v1/embeddings, POST /v1/messages, POST /v1/messages/count_tokens, GET /v1/models";
 
 /// The 404 for a request that is no endpoint of the route table.
 pub fn unknown_route(method: &str, path: &str) -> GatewayError {
@@ -497,6 +511,7 @@ mod tests {
             Endpoint::ChatCompletions,
             Endpoint::Messages,
             Endpoint::CountTokens,
+            Endpoint::Embeddings,
             Endpoint::Usage,
             Endpoint::Models,
         ] {

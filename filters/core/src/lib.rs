@@ -18,6 +18,7 @@
 pub mod api;
 pub mod auth;
 pub mod backend;
+pub mod base64;
 pub mod cache;
 pub mod contract;
 pub mod error;

@@ -89,6 +89,23 @@ pub fn estimate_prompt_tokens(body: &Value) -> u64 {
     weight.div_ceil(36) + messages * 4 + images * 765 + 3
 }
 
+/// Input tokens of an embeddings request (`input`: a string, strings, token ids), estimated
+/// by the prompt rule: texts by character class plus one per input, token ids one each.
+pub fn estimate_embedding_tokens(body: &Value) -> u64 {
+    let one = |v: &Value| match v {
+        Value::String(s) => text_weight(s.as_bytes()).div_ceil(36) + 1,
+        Value::Number(_) => 1,
+        Value::Array(a) => a.len() as u64,
+        _ => 0,
+    };
+    match body.get("input") {
+        Some(Value::Array(a)) if a.iter().all(Value::is_number) => a.len() as u64,
+        Some(Value::Array(a)) => a.iter().map(one).sum(),
+        Some(v) => one(v),
+        None => 0,
+    }
+}
+
 /// Token weight of a JSON value's text.
 fn json_weight(v: &Value) -> u64 {
     text_weight(&serde_json::to_vec(v).unwrap_or_default())
@@ -158,6 +175,7 @@ pub const MAX_TOKENS_PER_REQUEST: u64 = 100_000_000;
 struct UsageView {
     prompt_tokens: Option<Value>,
     completion_tokens: Option<Value>,
+    total_tokens: Option<Value>,
     prompt_tokens_details: Option<Value>,
 }
 
@@ -175,7 +193,11 @@ pub fn read_usage(u: &Value) -> Option<Usage> {
     }
     let view: UsageView = serde_json::from_value(u.clone()).ok()?;
     let prompt = count(view.prompt_tokens.as_ref())?;
-    let completion = count(view.completion_tokens.as_ref())?;
+    // An embeddings answer has no completion: its total is its prompt.
+    let completion = match view.completion_tokens {
+        None if count(view.total_tokens.as_ref()) == Some(prompt) => 0,
+        c => count(c.as_ref())?,
+    };
     let cached = view
         .prompt_tokens_details
         .as_ref()
@@ -539,6 +561,24 @@ mod tests {
         assert!(read_usage(&json!({"prompt_tokens": -1, "completion_tokens": 2})).is_none());
         assert!(read_usage(&json!({"prompt_tokens": 1e30, "completion_tokens": 2})).is_none());
         assert!(read_usage(&json!({"prompt_tokens": "7", "completion_tokens": 2})).is_none());
+        // Embeddings: no completion, the total is the prompt.
+        let u = read_usage(&json!({"prompt_tokens": 7, "total_tokens": 7})).unwrap();
+        assert_eq!((u.prompt_tokens, u.completion_tokens), (7, 0));
+        assert!(read_usage(&json!({"prompt_tokens": 7, "total_tokens": 9})).is_none());
+        assert!(read_usage(&json!({"prompt_tokens": 7})).is_none());
+        assert_eq!(
+            estimate_embedding_tokens(&json!({"input": "hello world"})),
+            4
+        );
+        assert_eq!(estimate_embedding_tokens(&json!({"input": [1, 2, 3]})), 3);
+        assert_eq!(
+            estimate_embedding_tokens(&json!({"input": [[1, 2], [3]]})),
+            3
+        );
+        assert_eq!(
+            estimate_embedding_tokens(&json!({"input": ["ab", "cd"]})),
+            4
+        );
         let u = read_usage(&json!({"prompt_tokens": 7, "completion_tokens": 2, "prompt_tokens_details": {"cached_tokens": 3}})).unwrap();
         assert_eq!(
             (u.prompt_tokens, u.completion_tokens, u.cached_tokens),

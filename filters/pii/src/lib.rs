@@ -46,6 +46,8 @@ struct Pii {
     scanner: Rc<Scanner>,
     metrics: Rc<RefCell<Counters>>,
     reading: bool,
+    /// `/v1/embeddings`: no placeholder (nothing comes back to re-hydrate).
+    embeddings: bool,
     rehydrator: Rehydrator,
     mode: Mode,
 }
@@ -57,6 +59,7 @@ impl Pii {
             scanner,
             metrics,
             reading: false,
+            embeddings: false,
             rehydrator: Rehydrator::default(),
             mode: Mode::Pass,
         }
@@ -70,9 +73,11 @@ impl HttpContext for Pii {
         let req = host::map_request();
         let headers = self.host.read_headers(req);
         headers.strip_internal(self.host, false);
-        if !host::endpoint(self.host, &headers).is_some_and(|e| e.has_body()) || end_of_stream {
+        let endpoint = host::endpoint(self.host, &headers);
+        if !endpoint.is_some_and(|e| e.has_body()) || end_of_stream {
             return Action::Continue;
         }
+        self.embeddings = endpoint == Some(sluice_core::contract::Endpoint::Embeddings);
         self.host.remove_header(req, "content-length");
         self.reading = true;
         // The body is held (in on_http_request_body) until it is whole; the headers go on.
@@ -93,7 +98,12 @@ impl HttpContext for Pii {
             return Action::Continue;
         };
         let mut v = Value::clone(&parsed);
-        match Redactor::new(&self.scanner).redact_request(&mut v) {
+        let redactor = if self.embeddings {
+            Redactor::for_embeddings(&self.scanner)
+        } else {
+            Redactor::new(&self.scanner)
+        };
+        match redactor.redact_request(&mut v) {
             Ok(red) => {
                 let mut m = self.metrics.borrow_mut();
                 // Types come from the configuration; values never reach a metric.
@@ -257,11 +267,20 @@ mod tests {
             (400, Some("pii_blocked"))
         );
         assert!(!String::from_utf8_lossy(&r.body).contains("jane@corp.com"));
-        let (host, _) = request("/v1/embeddings", BODY, "{}");
+        let (host, _) = request("/v1/images/generations", BODY, "{}");
         assert_eq!(
             String::from_utf8(host.request_body.borrow().clone()).unwrap(),
             BODY
         );
         assert!(host.reply().is_none());
+        // Embeddings inputs are redacted without placeholders (nothing comes back to put
+        // them into).
+        let (host, _) = request(
+            "/v1/embeddings",
+            r#"{"model":"e","input":"mail jane@corp.com"}"#,
+            "{}",
+        );
+        let sent = String::from_utf8(host.request_body.borrow().clone()).unwrap();
+        assert!(sent.contains("[EMAIL]") && !sent.contains("jane"), "{sent}");
     }
 }

@@ -6,7 +6,7 @@ use proxy_wasm::types::Action;
 use sluice_core::api::anthropic;
 use sluice_core::contract::{self, property, Api, Endpoint};
 use sluice_core::models;
-use sluice_core::openai::{force_stream_usage, validate};
+use sluice_core::openai::{embeddings, force_stream_usage, validate};
 use sluice_core::usage::UsageTap;
 use sluice_core::GatewayError;
 use sluice_host::{self as host, Buffer, Host};
@@ -50,7 +50,12 @@ impl HttpContext for Route {
         let endpoint = host::endpoint(self.host, &headers);
         let anthropic = headers.get("anthropic-version").is_some();
         match endpoint {
-            Some(e @ (Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::CountTokens)) => {
+            Some(
+                e @ (Endpoint::ChatCompletions
+                | Endpoint::Messages
+                | Endpoint::CountTokens
+                | Endpoint::Embeddings),
+            ) => {
                 if end_of_stream {
                     return self.refuse(&GatewayError::invalid_request(
                         "The request body is empty: expected a JSON object with 'model' and 'messages'.",
@@ -149,6 +154,7 @@ impl HttpContext for Route {
         let checked = match endpoint {
             Endpoint::Messages => anthropic::request::validate(&value),
             Endpoint::CountTokens => anthropic::request::validate_count_tokens(&value),
+            Endpoint::Embeddings => embeddings::validate(&value).map(|_| ()),
             _ => validate(&value).map(|req| {
                 if req.is_stream() {
                     let (asked, new_body) = force_stream_usage(&body, &value);

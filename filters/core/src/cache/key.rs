@@ -52,3 +52,20 @@ pub fn key(tenant: &str, body: &Value) -> [u8; 32] {
     h.update(serde_json::to_vec(&Value::Object(m)).unwrap_or_default());
     h.finalize().into()
 }
+
+/// The key of an embeddings request (its own namespace: a vector list is no chat answer).
+pub fn embeddings_key(tenant: &str, body: &Value) -> [u8; 32] {
+    let inner = key(tenant, body);
+    let mut h = Sha256::new();
+    h.update(b"openai-embeddings\0");
+    h.update(inner);
+    h.finalize().into()
+}
+
+/// Whether an embeddings answer may be stored: a list with at least one vector.
+pub fn is_storable_embeddings(v: &Value) -> bool {
+    v.get("object").and_then(Value::as_str) == Some("list")
+        && v.get("data")
+            .and_then(Value::as_array)
+            .is_some_and(|d| !d.is_empty())
+}

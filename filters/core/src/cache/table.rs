@@ -100,10 +100,12 @@ fn decode_slot(hash: &[u8; 32], bytes: &[u8]) -> Option<Entry> {
     }
     let stored_at = u64::from_le_bytes(bytes.get(36..44)?.try_into().ok()?);
     let completion: Value = serde_json::from_slice(bytes.get(44..)?).ok()?;
-    // A chat completion, or an Anthropic message (the Messages front's keys are apart).
+    // A chat completion, an Anthropic message or an embeddings list (each front's keys are
+    // apart).
     completion
         .get("choices")
-        .or_else(|| completion.get("content"))?
+        .or_else(|| completion.get("content"))
+        .or_else(|| completion.get("data"))?
         .as_array()?;
     Some(Entry {
         stored_at,

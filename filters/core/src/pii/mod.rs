@@ -103,6 +103,11 @@ pub struct RawPiiConfig {
     /// Also redact PII the model wrote on its own (JSON answers, and each streamed delta).
     #[serde(default)]
     scan_output: bool,
+    /// What `/v1/embeddings` inputs get where a type's action is `tokenize` (a placeholder
+    /// cannot be put back into a vector): `redact` (default), `hash`, `mask`, `block` or
+    /// `allow`.
+    #[serde(default)]
+    embeddings_action: Option<Action>,
 }
 
 #[derive(Debug)]
@@ -116,6 +121,8 @@ pub struct Scanner {
     hash_secret: Vec<u8>,
     pub scan_output: bool,
     placeholder_like: Regex,
+    /// The action of `tokenize` types on embeddings inputs.
+    pub embeddings_action: Action,
 }
 
 const MONTH: &str = "(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Sept|Oct|Nov|Dec)[a-z]*\\.?";
@@ -258,8 +265,13 @@ impl Scanner {
                 check: Check::None,
             });
         }
-        let hashes =
-            raw.default_action == Action::Hash || raw.actions.values().any(|a| *a == Action::Hash);
+        let embeddings_action = raw.embeddings_action.unwrap_or(Action::Redact);
+        if embeddings_action == Action::Tokenize {
+            return Err("field 'embeddings_action': tokenize cannot apply to embeddings (a placeholder cannot be put back into a vector); use redact, hash, mask, block or allow".into());
+        }
+        let hashes = raw.default_action == Action::Hash
+            || embeddings_action == Action::Hash
+            || raw.actions.values().any(|a| *a == Action::Hash);
         if hashes && raw.hash_secret.as_deref().is_none_or(str::is_empty) {
             return Err(
                 "field 'hash_secret': required when an entity type uses the hash action".into(),
@@ -276,6 +288,7 @@ impl Scanner {
             hash_secret: raw.hash_secret.unwrap_or_default().into_bytes(),
             scan_output: raw.scan_output,
             placeholder_like: Regex::new(r"\[[A-Z][A-Z_]*_\d+\]").map_err(|e| e.to_string())?,
+            embeddings_action,
         })
     }
 
@@ -444,6 +457,35 @@ fn type_name(s: &str, at: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn embeddings_inputs_get_no_placeholders() {
+        let scanner = Scanner::new(serde_json::from_value(json!({})).unwrap()).unwrap();
+        let mut body =
+            json!({"model": "e", "input": ["mail jane@corp.com", "jane@corp.com again"]});
+        let red = Redactor::for_embeddings(&scanner)
+            .redact_request(&mut body)
+            .unwrap();
+        assert_eq!(body["input"][0], "mail [EMAIL]");
+        assert!(red.tokens.is_empty(), "nothing to re-hydrate");
+        let hashing: RawPiiConfig =
+            serde_json::from_value(json!({"embeddings_action": "hash", "hash_secret": "k"}))
+                .unwrap();
+        let scanner = Scanner::new(hashing).unwrap();
+        let mut body = json!({"input": ["jane@corp.com", "jane@corp.com"]});
+        Redactor::for_embeddings(&scanner)
+            .redact_request(&mut body)
+            .unwrap();
+        let a = body["input"][0].as_str().unwrap();
+        assert!(a.starts_with("[EMAIL:"), "{a}");
+        assert_eq!(
+            body["input"][0], body["input"][1],
+            "one value, one hash: retrieval still matches"
+        );
+        let bad: RawPiiConfig =
+            serde_json::from_value(json!({"embeddings_action": "tokenize"})).unwrap();
+        assert!(Scanner::new(bad).unwrap_err().contains("embeddings_action"));
+    }
     use crate::sse::SseParser;
     use serde_json::json;
     use serde_json::Value;

@@ -83,6 +83,8 @@ pub struct Redactor<'a> {
     taken: HashSet<String>,
     by_value: HashMap<(String, String), String>,
     next: HashMap<String, u32>,
+    /// An embeddings request: `tokenize` becomes the scanner's `embeddings_action`.
+    embeddings: bool,
     pub out: Redaction,
 }
 
@@ -93,7 +95,17 @@ impl<'a> Redactor<'a> {
             taken: HashSet::new(),
             by_value: HashMap::new(),
             next: HashMap::new(),
+            embeddings: false,
             out: Redaction::default(),
+        }
+    }
+
+    /// For `/v1/embeddings` inputs: nothing is re-hydrated into a vector, so no type is
+    /// tokenized (those get the scanner's `embeddings_action`).
+    pub fn for_embeddings(scanner: &'a Scanner) -> Self {
+        Redactor {
+            embeddings: true,
+            ..Redactor::new(scanner)
         }
     }
 
@@ -104,7 +116,10 @@ impl<'a> Redactor<'a> {
     }
 
     fn replacement(&mut self, kind: &str, value: &str) -> Option<String> {
-        let action = self.scanner.action(kind);
+        let mut action = self.scanner.action(kind);
+        if self.embeddings && action == Action::Tokenize {
+            action = self.scanner.embeddings_action;
+        }
         *self
             .out
             .counts

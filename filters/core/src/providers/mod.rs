@@ -16,11 +16,14 @@
 //!   request becomes OpenAI chat, the backend's OpenAI translator takes it from there, and its
 //!   OpenAI answer (JSON or chunks) becomes an Anthropic message (or event stream).
 //!
+//! - [`embeddings`]: `/v1/embeddings` on every backend that has embeddings.
+//!
 //! Bedrock's Converse is another [`ProviderKind`] whose stream translator decodes AWS
 //! event-stream frames; it serves the Anthropic front through [`via_openai`] like the others.
 
 pub mod anthropic;
 pub mod bedrock;
+pub mod embeddings;
 pub mod gemini;
 pub mod openai_compat;
 pub mod vertex;
@@ -70,6 +73,8 @@ pub enum ClientApi {
     AnthropicMessages,
     /// `POST /v1/messages/count_tokens`
     AnthropicCountTokens,
+    /// `POST /v1/embeddings`
+    OpenAiEmbeddings,
 }
 
 impl ClientApi {
@@ -80,6 +85,7 @@ impl ClientApi {
             Endpoint::ChatCompletions => Some(ClientApi::OpenAiChat),
             Endpoint::Messages => Some(ClientApi::AnthropicMessages),
             Endpoint::CountTokens => Some(ClientApi::AnthropicCountTokens),
+            Endpoint::Embeddings => Some(ClientApi::OpenAiEmbeddings),
             _ => None,
         }
     }
@@ -87,7 +93,7 @@ impl ClientApi {
     /// The API whose envelope this client's errors use.
     pub fn api(self) -> crate::contract::Api {
         match self {
-            ClientApi::OpenAiChat => crate::contract::Api::OpenAi,
+            ClientApi::OpenAiChat | ClientApi::OpenAiEmbeddings => crate::contract::Api::OpenAi,
             _ => crate::contract::Api::Anthropic,
         }
     }
@@ -190,6 +196,19 @@ pub struct ResponsePlan {
     pub client_model: String,
     /// The model this attempt asked the provider for.
     pub upstream_model: String,
+    /// An embeddings request: how to write its answer.
+    pub embeddings: Option<EmbeddingsPlan>,
+}
+
+/// What an embeddings answer needs from its request.
+#[derive(Debug, Clone, Copy)]
+pub struct EmbeddingsPlan {
+    /// `encoding_format: base64`.
+    pub base64: bool,
+    /// How many vectors the answer must hold.
+    pub inputs: usize,
+    /// The gateway's estimate, for providers that report no token count.
+    pub input_tokens: u64,
 }
 
 pub struct Plan {
@@ -218,6 +237,7 @@ impl Plan {
                 json_tool: None,
                 client_model,
                 upstream_model,
+                embeddings: None,
             },
             answer: None,
         }
@@ -240,6 +260,7 @@ impl Plan {
                 json_tool,
                 client_model: req.model.clone(),
                 upstream_model: model,
+                embeddings: None,
             },
             answer: None,
         }

@@ -122,6 +122,7 @@ impl Translator for Estimate {
                 stream: false,
                 json_tool: None,
                 upstream_model: target.upstream_model(&model).to_string(),
+                embeddings: None,
                 client_model: model,
             },
             answer: Some(answer),

@@ -4,6 +4,7 @@
 mod anthropic;
 mod aws;
 mod bedrock;
+mod embeddings;
 mod gemini;
 mod openai;
 
@@ -135,10 +136,10 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     {
         Provider::VertexAnthropic
     } else if req.path.starts_with("/openai/deployments/")
-        && req.path.ends_with("/chat/completions")
+        && (req.path.ends_with("/chat/completions") || req.path.ends_with("/embeddings"))
     {
         Provider::Azure
-    } else if req.path.ends_with("/chat/completions") {
+    } else if req.path.ends_with("/chat/completions") || req.path.ends_with("/v1/embeddings") {
         Provider::OpenAi
     } else if req.path.ends_with("/messages") || req.path.ends_with("/messages/count_tokens") {
         Provider::Anthropic
@@ -212,6 +213,20 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         return Ok(After::KeepAlive);
     }
     let path_model = path_model(provider, req);
+    if embeddings::is_embeddings(provider, req, &path_model) {
+        return match embeddings::answer(provider, req, &body, &path_model) {
+            Ok(v) => {
+                http::write_full(
+                    w,
+                    200,
+                    &[("content-type", "application/json".into())],
+                    v.to_string().as_bytes(),
+                )?;
+                Ok(After::KeepAlive)
+            }
+            Err(msg) => error(w, provider, 400, &msg, None),
+        };
+    }
     let checked = match provider {
         Provider::OpenAi | Provider::Azure => validate_openai(&body),
         Provider::Anthropic => validate_anthropic(&body),

@@ -8,12 +8,14 @@
 //! - [`model`]: the typed request (messages, content parts, tools) and its deserialisers.
 //! - [`validate`]: parsing a body, validation, readers over the request.
 //! - [`answer`]: usage, choices, completions, the stream-usage option.
+//! - [`embeddings`]: `/v1/embeddings` requests and answers.
 
 use crate::error::GatewayError;
 use serde::{de, Deserialize, Deserializer};
 use serde_json::{json, Map, Value};
 
 mod answer;
+pub mod embeddings;
 mod model;
 mod validate;
 

@@ -692,6 +692,7 @@ mod tests {
             json_tool: json_tool.map(str::to_string),
             client_model: "claude-on-bedrock".into(),
             upstream_model: "anthropic.claude".into(),
+            embeddings: None,
         }
     }
 

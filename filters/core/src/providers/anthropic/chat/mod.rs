@@ -147,6 +147,7 @@ mod tests {
             json_tool: json_tool.map(str::to_string),
             client_model: "mock-claude".into(),
             upstream_model: "claude-x".into(),
+            embeddings: None,
         }
     }
 

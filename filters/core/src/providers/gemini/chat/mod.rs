@@ -124,6 +124,7 @@ mod tests {
             json_tool: None,
             client_model: "mock-gemini".into(),
             upstream_model: "gemini-x".into(),
+            embeddings: None,
         }
     }
 
