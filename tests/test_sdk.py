@@ -4,7 +4,7 @@ import json
 import openai
 import pytest
 
-from conftest import DEMO_KEY, LISTED, MODELS
+from conftest import DEMO_KEY, EMBEDDING_MODELS, LISTED, MODELS
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +114,18 @@ def test_mid_stream_error_raises(client, model):
 def test_models_list(client):
     assert [m.id for m in client.models.list()] == LISTED
     assert client.models.retrieve("mock-gemini").id == "mock-gemini"
+
+
+@pytest.mark.parametrize("model", EMBEDDING_MODELS)
+def test_embeddings_as_make_run_serves_them(client, model):
+    # What the README's embeddings example does, on each of the mock's embedding models.
+    texts = ["What's the capital of France?", "Which city is France's capital?", "What's the capital of Spain?"]
+    # One input per call: Titan takes no more.
+    rs = [client.embeddings.create(model=model, input=[t]) for t in texts]
+    a, b, c = (r.data[0].embedding for r in rs)
+    cos = lambda x, y: sum(p * q for p, q in zip(x, y))  # noqa: E731 (the mock's vectors are unit length)
+    assert cos(a, b) > 0.75 > 0.6 > cos(a, c)
+    assert all(r.usage.prompt_tokens > 0 for r in rs)
+    if model == "mock-embedding":
+        r = client.embeddings.create(model=model, input=texts[:2])  # the README's example
+        assert (len(r.data), len(r.data[0].embedding), r.usage.prompt_tokens) == (2, 256, 10)
