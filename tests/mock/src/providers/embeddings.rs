@@ -4,7 +4,7 @@
 //! words land close; a text about something else does not. Nothing here is a real model: the
 //! semantic cache's precision on real paraphrases is measured in `make bench` with one.
 
-use super::Provider;
+use super::{aws, Provider};
 use crate::http::Request;
 use serde_json::{json, Map, Value};
 
@@ -65,22 +65,8 @@ fn tokens(text: &str) -> u64 {
 }
 
 fn base64_f32(v: &[f64]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let bytes: Vec<u8> = v.iter().flat_map(|x| (*x as f32).to_le_bytes()).collect();
-    let mut out = String::new();
-    for c in bytes.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    aws::base64(&bytes)
 }
 
 fn texts(v: Option<&Value>) -> Result<Vec<String>, String> {

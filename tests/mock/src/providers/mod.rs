@@ -93,6 +93,17 @@ fn count_words(v: &Value) -> u64 {
     }
 }
 
+/// A 200 with a JSON body; the connection stays open.
+fn write_json(w: &mut TcpStream, v: &Value) -> io::Result<After> {
+    http::write_full(
+        w,
+        200,
+        &[("content-type", "application/json".into())],
+        v.to_string().as_bytes(),
+    )?;
+    Ok(After::KeepAlive)
+}
+
 pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<After> {
     if req.method == "GET" && req.path == "/health" {
         http::write_full(w, 200, &[("content-type", "text/plain".into())], b"ok")?;
@@ -102,15 +113,7 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
         if let Some(tag) = req.path.strip_prefix("/_mock/requests/") {
             let seen = state.seen.lock().ok().and_then(|m| m.get(tag).cloned());
             return match seen {
-                Some(v) => {
-                    http::write_full(
-                        w,
-                        200,
-                        &[("content-type", "application/json".into())],
-                        v.to_string().as_bytes(),
-                    )?;
-                    Ok(After::KeepAlive)
-                }
+                Some(v) => write_json(w, &v),
                 None => {
                     http::write_full(w, 404, &[], b"no such tag")?;
                     Ok(After::KeepAlive)
@@ -204,26 +207,12 @@ pub fn handle(req: &Request, w: &mut TcpStream, state: &State) -> io::Result<Aft
     if req.path.ends_with("/messages/count_tokens") {
         // Anthropic's token count: one token per word of the request's texts.
         let n = count_words(&Value::Object(body.clone()));
-        http::write_full(
-            w,
-            200,
-            &[("content-type", "application/json".into())],
-            json!({"input_tokens": n}).to_string().as_bytes(),
-        )?;
-        return Ok(After::KeepAlive);
+        return write_json(w, &json!({"input_tokens": n}));
     }
     let path_model = path_model(provider, req);
     if embeddings::is_embeddings(provider, req, &path_model) {
         return match embeddings::answer(provider, req, &body, &path_model) {
-            Ok(v) => {
-                http::write_full(
-                    w,
-                    200,
-                    &[("content-type", "application/json".into())],
-                    v.to_string().as_bytes(),
-                )?;
-                Ok(After::KeepAlive)
-            }
+            Ok(v) => write_json(w, &v),
             Err(msg) => error(w, provider, 400, &msg, None),
         };
     }
