@@ -94,19 +94,12 @@ impl Translator for Embeddings {
                 .with_code("model_not_supported"))
             }
             Wire::OpenAi | Wire::Azure => {
-                let path = if self.0 == Wire::Azure {
-                    let version = target
-                        .api_version
-                        .unwrap_or(super::openai_compat::chat::DEFAULT_AZURE_API_VERSION);
-                    format!(
-                        "{}/{}/embeddings?api-version={}",
-                        target.base_path,
-                        path_segment(&model),
-                        path_segment(version)
-                    )
-                } else {
-                    format!("{}/embeddings", target.base_path)
-                };
+                let path = super::openai_compat::chat::path(
+                    target,
+                    &model,
+                    self.0 == Wire::Azure,
+                    "embeddings",
+                );
                 let out = if model == req.model {
                     None
                 } else {

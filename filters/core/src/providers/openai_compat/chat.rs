@@ -39,17 +39,7 @@ impl Translator for OpenAiCompat {
             model,
             stream,
         } = Peeked::new(target, body)?;
-        let path = if self.azure {
-            let version = target.api_version.unwrap_or(DEFAULT_AZURE_API_VERSION);
-            format!(
-                "{}/{}/chat/completions?api-version={}",
-                target.base_path,
-                path_segment(&model),
-                path_segment(version)
-            )
-        } else {
-            format!("{}/chat/completions", target.base_path)
-        };
+        let path = path(target, &model, self.azure, "chat/completions");
         let body = request(body, &model, &client_model)?;
         let request = UpstreamRequest {
             path,
@@ -74,6 +64,22 @@ impl Translator for OpenAiCompat {
 
     fn passthrough(&self) -> bool {
         true
+    }
+}
+
+/// The path of an OpenAI API operation (`chat/completions`, `embeddings`) on a host: Azure's
+/// names the deployment and carries `api-version`.
+pub fn path(target: &Target, model: &str, azure: bool, operation: &str) -> String {
+    if azure {
+        let version = target.api_version.unwrap_or(DEFAULT_AZURE_API_VERSION);
+        format!(
+            "{}/{}/{operation}?api-version={}",
+            target.base_path,
+            path_segment(model),
+            path_segment(version)
+        )
+    } else {
+        format!("{}/{operation}", target.base_path)
     }
 }
 
