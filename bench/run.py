@@ -1,16 +1,18 @@
 """make bench: what each filter and the whole chain cost against bare Envoy, side by side.
 
-    .venv/bin/python bench/run.py [--quick] [--latency-only] [--anthropic-only]
+    .venv/bin/python bench/run.py [--quick] [--latency-only] [--anthropic-only] [--no-pin]
 
-Every shape runs as its own Envoy (--concurrency 2) in front of one mock provider with no
-added delay, all started together, and is measured in the same run as bare Envoy:
+Every shape runs as its own Envoy in front of one mock provider with no added delay, all
+started together, and is measured in the same run as bare Envoy. Every Envoy has one worker
+pinned to CPU 1; wrk and the mock run on CPU 0 (--no-pin: two unpinned workers):
 
 - latency at concurrency 1 (p50, p99; requests interleaved across shapes, so every shape sees
   the same machine), payloads of about 300 B, 10 KB and 100 KB, OpenAI->OpenAI and
   OpenAI->Anthropic; and the Anthropic Messages front (`/v1/messages`) to Anthropic
   (pass-through) and to OpenAI (translated both ways), against bare Envoy sending the same
   Messages request to the mock's Anthropic endpoint;
-- throughput at a fixed concurrency with wrk (Debian), 300 B payload;
+- throughput at a fixed concurrency with wrk (Debian), 300 B payload, with the gateway's CPU
+  µs per request (and above the floor's);
 - streams of 200 chunks: time to first byte and mean gap between chunks;
 - Envoy's RSS idle, under load, and after a 60-second run of the full chain;
 - the floor: the full chain's configuration with every Sluice filter replaced by an empty one
@@ -29,6 +31,7 @@ import http.client
 import json
 import os
 import socket
+import shutil
 import statistics
 import subprocess
 import sys
@@ -42,6 +45,26 @@ import sluice  # noqa: E402
 import sluice_gen  # noqa: E402
 
 QUICK = "--quick" in sys.argv
+# The gateway (every Envoy, one worker) on one core, the load generator and the mock on the
+# other, so that the gateway and its load do not share cores (which flatters the ratios).
+# --no-pin runs everything unpinned with two workers, as before.
+PIN = "--no-pin" not in sys.argv and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+GATEWAY_CPU, LOAD_CPU = "1", "0"
+ENVOY_WORKERS = 1 if PIN else 2
+
+
+def on_load_cpu(cmd):
+    return ["taskset", "-c", LOAD_CPU, *cmd] if PIN else cmd
+
+
+def on_gateway_cpu(cmd):
+    return ["taskset", "-c", GATEWAY_CPU, *cmd] if PIN else cmd
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 LATENCY_ONLY = "--latency-only" in sys.argv
 ANTHROPIC_ONLY = "--anthropic-only" in sys.argv
 BLOCK = 25
@@ -195,8 +218,9 @@ def wrk(port, body, seconds, conns=16, unique=False, headers=None):
     else:
         lua = f'wrk.method = "POST"\nwrk.body = {json.dumps(body.decode())}\n{hdrs}'
     script.write_text(lua)
-    out = subprocess.run(["wrk", "-t", "2", "-c", str(conns), "-d", f"{seconds}s", "-s", str(script),
-                          f"http://127.0.0.1:{port}/v1/chat/completions"], capture_output=True, text=True).stdout
+    out = subprocess.run(on_load_cpu(["wrk", "-t", "1" if PIN else "2", "-c", str(conns), "-d", f"{seconds}s",
+                                      "-s", str(script), f"http://127.0.0.1:{port}/v1/chat/completions"]),
+                         capture_output=True, text=True).stdout
     rps = next((float(l.split()[1]) for l in out.splitlines() if l.startswith("Requests/sec")), 0.0)
     non2xx = next((int(l.split()[-1]) for l in out.splitlines() if "Non-2xx" in l), 0)
     return rps, non2xx
@@ -211,18 +235,21 @@ def main():
         sys.exit("bench: wrk is missing (make bench installs it with apt-get)")
     tmp = Path(tempfile.mkdtemp(prefix="sluice-bench-"))
     m = sluice.free_port()
-    mock = subprocess.Popen([str(sluice.MOCK), "--port", str(m), "--max-seconds", "900"], stdout=subprocess.DEVNULL)
+    mock = subprocess.Popen(on_load_cpu([str(sluice.MOCK), "--port", str(m), "--max-seconds", "900"]),
+                            stdout=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{m}/health", 10, mock)
     bp, ba = sluice.free_port(), sluice.free_port()
     (tmp / "bare.yaml").write_text(sluice_gen.dump(bare_config(bp, ba, m)))
-    bare = subprocess.Popen([str(sluice.ENVOY), "-c", str(tmp / "bare.yaml"), "--concurrency", "2", "--log-level", "info",
-                             "--log-path", str(tmp / "bare.log"), "--base-id", str(ba)],
+    bare = subprocess.Popen(on_gateway_cpu([str(sluice.ENVOY), "-c", str(tmp / "bare.yaml"), "--concurrency",
+                                            str(ENVOY_WORKERS), "--log-level", "info",
+                                            "--log-path", str(tmp / "bare.log"), "--base-id", str(ba)]),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{ba}/ready", 30, bare)
     fp, fa = sluice.free_port(), sluice.free_port()
     (tmp / "floor.yaml").write_text(sluice_gen.dump(floor_config(fp, fa, m)))
-    floor = subprocess.Popen([str(sluice.ENVOY), "-c", str(tmp / "floor.yaml"), "--concurrency", "2", "--log-level", "warn",
-                              "--base-id", str(fa)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    floor = subprocess.Popen(on_gateway_cpu([str(sluice.ENVOY), "-c", str(tmp / "floor.yaml"), "--concurrency",
+                                             str(ENVOY_WORKERS), "--log-level", "warn", "--base-id", str(fa)]),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sluice.wait_http(f"http://127.0.0.1:{fa}/ready", 30, floor)
     shapes = [Shape("bare envoy", port=bp, proc=bare), Shape(FLOOR, port=fp, proc=floor)]
     variants = [("translate", {}), ("+ auth", {"auth": True}), ("+ pii", {"auth": True, "pii": True}),
@@ -234,7 +261,8 @@ def main():
     try:
         for name, kw in variants:
             d = tmp / "".join(c if c.isalnum() else "_" for c in name)
-            st = sluice.Stack(d, mock_port=m, spec=spec(m, **kw), concurrency=2, quiet=True, start_mock=False)
+            st = sluice.Stack(d, mock_port=m, spec=spec(m, **kw), concurrency=ENVOY_WORKERS, quiet=True,
+                              start_mock=False, cpus=GATEWAY_CPU if PIN else None)
             stacks.append(st.start())
             shapes.append(Shape(name, stack=st, port=st.port, proc=st.procs[-1]))
         print(f"Wasm runtimes in this Envoy: {', '.join(runtimes)}"
@@ -315,7 +343,9 @@ def run(shapes):
     conns = {s.name: http.client.HTTPConnection("127.0.0.1", s.port) for s in shapes}
     hit_shape = "+ cache: full chain"
     lat = {}
-    print(f"Sluice bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; every Envoy --concurrency 2; "
+    placement = (f"every Envoy --concurrency 1 pinned to CPU {GATEWAY_CPU}, wrk and the mock to CPU {LOAD_CPU}"
+                 if PIN else "every Envoy --concurrency 2, unpinned")
+    print(f"Sluice bench, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores; {placement}; "
           "mock provider with no added delay\n")
     for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
         for size in (300, 10_000, 100_000):
@@ -354,21 +384,28 @@ def run(shapes):
     anthropic_front(shapes)
     if LATENCY_ONLY:
         return
-    print("\nthroughput, 300 B, wrk -t2 -c16 (requests/s, x bare Envoy)")
+    print(f"\nthroughput, 300 B, wrk -c16 (requests/s{' on one core' if PIN else ''}, x bare Envoy;"
+          " the gateway's CPU µs per request, and above the floor's)")
     secs = 3 if QUICK else 5
-    thr = {}
+    thr, cpu = {}, {}
     for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):
         print(f"  {route}")
         for s in shapes:
             mdl = "mock-gpt" if s.plain else model
+            cpu0 = cpu_seconds(s.pid)
             rps, bad = wrk(s.port, body_for(mdl, 300), secs, unique=s.name != "bare envoy", headers=s.headers)
-            thr[(route, s.name)] = rps
+            us = (cpu_seconds(s.pid) - cpu0) * 1e6 / max(rps * secs, 1)
+            thr[(route, s.name)], cpu[(route, s.name)] = rps, us
             base = thr[(route, "bare envoy")]
-            print(f"    {s.name:24}{rps:9.0f}   x{rps / base:5.2f}" + (f"   ({bad} non-2xx)" if bad else ""))
+            above = f"  (+{us - cpu[(route, FLOOR)]:4.0f} over the floor)" if (route, FLOOR) in cpu and not s.plain else ""
+            print(f"    {s.name:24}{rps:9.0f}   x{rps / base:5.2f}   {us:5.0f} µs CPU/req{above}"
+                  + (f"   ({bad} non-2xx)" if bad else ""))
         full = next(s for s in shapes if s.name == hit_shape)
+        cpu0 = cpu_seconds(full.pid)
         rps, _ = wrk(full.port, body_for(model, 300), secs)
+        us = (cpu_seconds(full.pid) - cpu0) * 1e6 / max(rps * secs, 1)
         thr[(route, "cache hit")] = rps
-        print(f"    {'cache hit':24}{rps:9.0f}   x{rps / thr[(route, 'bare envoy')]:5.2f}")
+        print(f"    {'cache hit':24}{rps:9.0f}   x{rps / thr[(route, 'bare envoy')]:5.2f}   {us:5.0f} µs CPU/req")
 
     print("\nstreams of 200 chunks at concurrency 1: time to first byte / mean gap between chunks, µs")
     for model, route in (("mock-gpt", "OpenAI->OpenAI"), ("mock-claude", "OpenAI->Anthropic")):

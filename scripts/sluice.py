@@ -286,17 +286,19 @@ class Stack:
                  log_level: str = "warn", max_seconds: int | None = None, quiet: bool = False,
                  mock_args: list[str] | None = None, spec: dict | None = None,
                  extra_mocks: list[list[str]] | None = None, lds: bool = False, start_mock: bool = True,
-                 wasm_dir: Path | None = None):
+                 wasm_dir: Path | None = None, cpus: str | None = None):
         """`spec`: run this sluice-gen spec instead of the default gateway (listen, admin and
         wasm are filled in). `extra_mocks`: more mock instances, each given as its arguments.
         `lds`: serve the listener from a file (LDS) so that `reload()` can change it live.
-        `wasm_dir`: the built filters to load (default: the release build)."""
+        `wasm_dir`: the built filters to load (default: the release build).
+        `cpus`: pin Envoy to these CPUs (`taskset -c`), for benchmarks."""
         self.run_dir = Path(run_dir)
         self.port = port or free_port()
         self.admin_port = admin_port or free_port()
         self.mock_port = mock_port or free_port()
         self.env = env
         self.concurrency = concurrency
+        self.cpus = cpus
         self.log_level = log_level
         self.max_seconds = max_seconds
         self.quiet = quiet
@@ -340,6 +342,8 @@ class Stack:
         envoy_cmd = [str(ENVOY), "-c", str(path), "--concurrency", str(self.concurrency),
                      "--log-level", self.log_level, "--base-id", str(self.admin_port),
                      "--log-path", str(self.run_dir / "envoy.log")]
+        if self.cpus:
+            envoy_cmd = ["taskset", "-c", self.cpus, *envoy_cmd]
         self.procs.append(subprocess.Popen(envoy_cmd, stdout=out, stderr=subprocess.STDOUT if self.quiet else None,
                                            start_new_session=True))
         try:
