@@ -112,8 +112,7 @@ impl host::Filter for CacheFilter {
                 config: Rc::clone(config),
                 metrics: Rc::clone(metrics),
                 state: State::Idle,
-                messages: false,
-                embeddings: false,
+                endpoint: Endpoint::ChatCompletions,
             },
         )
     }
@@ -150,10 +149,9 @@ struct CacheCtx {
     config: Rc<Config>,
     metrics: Rc<RefCell<Counters>>,
     state: State,
-    /// The request is an Anthropic Messages request: entries are Anthropic messages.
-    messages: bool,
-    /// `/v1/embeddings`: entries are vector lists (deterministic, never streamed).
-    embeddings: bool,
+    /// What the request is: chat (completions), Anthropic Messages (entries are Anthropic
+    /// messages) or embeddings (vector lists: deterministic, never streamed).
+    endpoint: Endpoint<'static>,
 }
 
 impl CacheCtx {
@@ -204,9 +202,12 @@ impl HttpContext for CacheCtx {
         let headers = self.host.read_headers(host::map_request());
         headers.strip_internal(self.host, false);
         match host::endpoint(self.host, &headers) {
-            Some(Endpoint::ChatCompletions) if !end_of_stream => {}
-            Some(Endpoint::Messages) if !end_of_stream => self.messages = true,
-            Some(Endpoint::Embeddings) if !end_of_stream => self.embeddings = true,
+            Some(e @ (Endpoint::ChatCompletions | Endpoint::Messages | Endpoint::Embeddings))
+                if !end_of_stream =>
+            {
+                // The endpoint's own ('static) name: `e` borrows the headers.
+                self.endpoint = Endpoint::from_path(e.path()).unwrap_or(Endpoint::ChatCompletions)
+            }
             _ => return Action::Continue,
         }
         let cc = headers
@@ -247,20 +248,18 @@ impl HttpContext for CacheCtx {
             return Action::Continue;
         };
         // An embedding is a function of its input: always deterministic.
-        let deterministic =
-            self.embeddings || v.get("temperature").and_then(Value::as_f64) == Some(0.0);
+        let deterministic = self.endpoint == Endpoint::Embeddings
+            || v.get("temperature").and_then(Value::as_f64) == Some(0.0);
         if (self.config.deterministic_only && !deterministic && !force) || (no_cache && no_store) {
             self.metrics
                 .borrow_mut()
                 .add(self.host, "sluice_cache.bypasses", 1);
             return Action::Continue;
         }
-        let hash = if self.embeddings {
-            cache::embeddings_key(&self.tenant(), &v)
-        } else if self.messages {
-            cache::messages_key(&self.tenant(), &v)
-        } else {
-            cache::key(&self.tenant(), &v)
+        let hash = match self.endpoint {
+            Endpoint::Embeddings => cache::embeddings_key(&self.tenant(), &v),
+            Endpoint::Messages => cache::messages_key(&self.tenant(), &v),
+            _ => cache::key(&self.tenant(), &v),
         };
         let now = self.host.now_secs();
         if !no_cache {
@@ -277,7 +276,8 @@ impl HttpContext for CacheCtx {
                     .pointer("/stream_options/include_usage")
                     .and_then(Value::as_bool)
                     == Some(true);
-                let (ctype, out) = if stream && self.messages {
+                let messages = self.endpoint == Endpoint::Messages;
+                let (ctype, out) = if stream && messages {
                     (
                         "text/event-stream",
                         cache::replay_messages_sse(&entry.completion),
@@ -354,7 +354,7 @@ impl HttpContext for CacheCtx {
                     .get_str("content-type")
                     .is_some_and(|c| c.starts_with("text/event-stream"))
                 {
-                    *sse = Some(Assembling::new(self.messages, max));
+                    *sse = Some(Assembling::new(self.endpoint == Endpoint::Messages, max));
                 } else {
                     *json = Some(Vec::new());
                 }
@@ -397,8 +397,7 @@ impl HttpContext for CacheCtx {
         if !end_of_stream {
             return Action::Continue;
         }
-        let (store_tools, messages, embeddings) =
-            (self.config.store_tool_calls, self.messages, self.embeddings);
+        let (store_tools, endpoint) = (self.config.store_tool_calls, self.endpoint);
         // The completion's JSON text: a JSON answer as it came (parsed once, shared with
         // sluice-auth, to check it), a stream's as assembled.
         let completion: Option<std::borrow::Cow<[u8]>> = match (sse.as_mut(), json.as_ref()) {
@@ -407,14 +406,10 @@ impl HttpContext for CacheCtx {
                 .and_then(|v| serde_json::to_vec(&v).ok())
                 .map(Into::into),
             (None, Some(b)) => host::response_json(b)
-                .is_some_and(|v| {
-                    if embeddings {
-                        cache::is_storable_embeddings(&v)
-                    } else if messages {
-                        cache::is_storable_message(&v, store_tools)
-                    } else {
-                        cache::is_storable(&v, store_tools)
-                    }
+                .is_some_and(|v| match endpoint {
+                    Endpoint::Embeddings => cache::is_storable_embeddings(&v),
+                    Endpoint::Messages => cache::is_storable_message(&v, store_tools),
+                    _ => cache::is_storable(&v, store_tools),
                 })
                 .then(|| b.as_slice().into()),
             _ => None,
@@ -471,8 +466,7 @@ mod tests {
             config,
             metrics: Rc::new(RefCell::new(Counters::new(32))),
             state: State::Idle,
-            messages: false,
-            embeddings: false,
+            endpoint: Endpoint::ChatCompletions,
         };
         c.on_http_request_headers(0, false);
         c.on_http_request_body(body.len(), true);
@@ -528,8 +522,7 @@ mod tests {
             ),
             metrics: Rc::default(),
             state: State::Idle,
-            messages: false,
-            embeddings: false,
+            endpoint: Endpoint::ChatCompletions,
         };
         assert_eq!(c.ttl("gpt-4o", None), 20);
         assert_eq!(c.ttl("gpt-4o-mini", None), 30);

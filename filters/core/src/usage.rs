@@ -99,7 +99,6 @@ pub fn estimate_embedding_tokens(body: &Value) -> u64 {
         _ => 0,
     };
     match body.get("input") {
-        Some(Value::Array(a)) if a.iter().all(Value::is_number) => a.len() as u64,
         Some(Value::Array(a)) => a.iter().map(one).sum(),
         Some(v) => one(v),
         None => 0,
